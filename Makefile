@@ -1,0 +1,85 @@
+# Minority Report System — every entry point. `make demo` and `make test` set up everything they need.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT    := $(abspath .)
+VENV    := $(ROOT)/.venv
+BIN     := $(VENV)/bin
+PY      := $(BIN)/python
+PYTHON  ?= python3.11
+UV_VERSION := 0.13.9
+
+# One environment for jobs, Airflow and tests: UTC, the venv's python for Spark workers, the jar cache.
+export TZ := UTC
+export PATH := $(BIN):$(PATH)
+export PYSPARK_PYTHON := $(PY)
+export PYSPARK_DRIVER_PYTHON := $(PY)
+export SPARK_CONF_DIR := $(ROOT)/.cache/spark-conf
+export MRS_CONFIG ?= $(ROOT)/conf/mrs.yaml
+export AIRFLOW_HOME ?= $(ROOT)/.data/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export AIRFLOW_CONN_MRS_SPARK ?= {"conn_type": "spark", "host": "local[*]"}
+
+INSTALLED := $(VENV)/.installed
+JARS      := $(ROOT)/.cache/jars/.complete
+
+.PHONY: help setup jars demo test lint format airflow sql evaluate lock clean
+help:
+	@echo "make demo      generate data, run mrs_pipeline through Airflow, print detection quality"
+	@echo "make test      lint and run the test suite"
+	@echo "make airflow   start Airflow (standalone, SQLite) with the project's DAGs"
+	@echo "make sql       Spark SQL shell with every table in schema mrs"
+	@echo "make evaluate  detection recall / precision / delay against the generator's ground truth"
+
+$(INSTALLED): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install -q --python $(PY) -r requirements.lock
+	$(BIN)/uv pip install -q --python $(PY) --no-deps -e .
+	touch $@
+
+$(JARS): $(INSTALLED) jobs/fetch_jars.py
+	$(PY) -m jobs.fetch_jars --dest $(ROOT)/.cache/jars --conf-dir $(SPARK_CONF_DIR)
+
+setup: $(INSTALLED) $(JARS)
+jars: $(JARS)
+
+demo: setup
+	$(PY) -m jobs.demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+airflow: setup
+	@echo "Airflow UI: http://localhost:8080 — user 'admin', password printed below (also in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	$(BIN)/airflow standalone
+
+sql: setup
+	$(PY) -m jobs.register_catalog --sql > $(ROOT)/.cache/register_catalog.sql
+	cd $(ROOT)/.data && $(BIN)/spark-sql --conf spark.sql.catalogImplementation=hive \
+	  --conf spark.sql.warehouse.dir=$(ROOT)/.data/metastore/warehouse \
+	  --conf "spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName=$(ROOT)/.data/metastore/metastore_db;create=true" \
+	  --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
+	  --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
+	  --conf spark.sql.session.timeZone=UTC \
+	  -i $(ROOT)/.cache/register_catalog.sql
+
+evaluate: setup
+	$(PY) -m jobs.evaluate_detection
+
+lock: $(INSTALLED)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements.lock
+
+clean:
+	rm -rf .data .cache/spark-conf .pytest_cache

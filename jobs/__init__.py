@@ -1,0 +1,1 @@
+"""MRS Spark jobs: one module per pipeline stage, each with ``main()`` around pure transforms."""

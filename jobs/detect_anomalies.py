@@ -1,0 +1,416 @@
+"""Detection stage: baseline model, anomaly classifier and minority reports (MRDL).
+
+For every series, over the run's data interval [start, end):
+
+1. **Baseline** (``baseline_sales_model_prediction_log``). Expected units for each tick from the series' own
+   trailing ``lookback_days`` of history, strictly before the tick's day: the median over those days of the
+   same time-of-day slot and its two neighbours, times a day-of-week factor (the median ratio of same-weekday
+   totals to the profile's total). Medians keep the anomalies it must find out of the baseline.
+2. **Classifier** (``anomaly_classifier_model_prediction_log``). For each residual window of ``windows`` ticks
+   ending at the tick, z = (actual - baseline) / sqrt(dispersion * baseline + (rel_error * baseline)^2 + 1);
+   s = the largest |z| / threshold (a long window counts only while the current tick deviates the same way);
+   ``anomaly_score`` = s^2 / (1 + s^2) in [0, 1]. Decision with hysteresis: a report opens when the score
+   reaches ``score_on`` and closes after ``off_ticks`` ticks in a row below ``score_off``.
+3. **Reports** (``minority_reports_detected_log``). One snapshot per active report per tick, and a closing
+   snapshot with ``window_end`` at the tick the report ends. ``report_id`` follows spec decision 2.
+
+Causal and replayable: a tick's rows use only data at or before the tick; the state carried between runs is
+the previous tick's open reports, read back from the MRDL, so one run over a range writes exactly the rows
+that tick-by-tick runs write.
+
+    spark-submit jobs/detect_anomalies.py --config conf/mrs.yaml --start ... --end ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from scipy import stats
+
+from jobs.lib.config import Config
+from jobs.lib.ticks import dates_of, fmt_ts
+
+SERIES_COLS = ["series_key", "store_id", "sku", "retailer_id", "region", "category"]
+OPEN_COLS = ["series_key", "report_id", "first_detected_from", "attributed_sales_total", "baseline_sales_total",
+             "peak_anomaly_score", "ticks_active"]  # fmt: skip
+OUTPUT_SCHEMA = (
+    "series_key string, store_id string, sku string, retailer_id string, region string, category string, "
+    "ts timestamp, actual_units double, baseline_units double, history_days int, z_score double, "
+    "z_window int, anomaly_score double, direction string, is_anomalous boolean, report_id string, "
+    "report_status string, is_degraded boolean, first_detected_from timestamp, window_end timestamp, "
+    "report_direction string, severity double, peak_anomaly_score double, attributed_sales_total double, "
+    "baseline_sales_total double, ticks_active int"
+)
+
+
+@dataclass(frozen=True)
+class Params:
+    start: datetime
+    end: datetime
+    tick_seconds: int
+    lookback_days: int
+    min_history_days: int
+    min_day_coverage: float
+    trim: float
+    floor_rate: float
+    baseline_rel_error: float
+    windows: tuple[int, ...]
+    thresholds: tuple[float, ...]
+    score_on: float
+    score_off: float
+    off_ticks: int
+    severity_scale: float
+
+    @classmethod
+    def from_config(cls, cfg: Config, start: datetime, end: datetime) -> Params:
+        d = cfg.detection
+        return cls(
+            start, end, cfg.tick_seconds, d.lookback_days, d.min_history_days, d.min_day_coverage, d.trim,
+            d.floor_rate, d.baseline_rel_error, tuple(d.windows), tuple(d.thresholds), d.score_on, d.score_off, d.off_ticks,
+            d.severity_scale,
+        )  # fmt: skip
+
+    @property
+    def context_ticks(self) -> int:
+        """Ticks before ``start`` whose scores a run needs: the longest window and the closing streak."""
+        return max(self.windows) - 1 + self.off_ticks
+
+    @property
+    def history_start(self) -> datetime:
+        first = self.start - timedelta(seconds=self.tick_seconds * self.context_ticks)
+        return datetime.combine(first.date(), datetime.min.time(), tzinfo=first.tzinfo) - timedelta(
+            days=self.lookback_days
+        )
+
+
+def report_id(series_key: str, first_detected_from) -> str:
+    """Spec decision 2: MR- + sha256(series_key | first_detected_from as YYYY-MM-DDTHH:MM:SSZ)."""
+    return (
+        "MR-"
+        + hashlib.sha256(f"{series_key}|{fmt_ts(pd.Timestamp(first_detected_from))}".encode()).hexdigest()
+    )
+
+
+# -- the per-series model (numpy) -----------------------------------------------------------------------
+def _naive_utc(dt) -> pd.Timestamp:
+    ts = pd.Timestamp(dt)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
+
+
+def _trimmed_mean(m: np.ndarray, trim: float) -> np.ndarray:
+    """Row-wise mean of the values left after dropping ``trim`` of each end (NaNs ignored)."""
+    srt = np.sort(m, axis=1)  # NaNs sort last
+    n = np.sum(~np.isnan(m), axis=1)
+    k = np.floor(trim * n).astype(int)
+    out = np.full(len(m), np.nan)
+    for i in range(len(m)):
+        if n[i]:
+            out[i] = srt[i, k[i] : n[i] - k[i]].mean()
+    return out
+
+
+def baseline_matrix(
+    y: np.ndarray, day0: pd.Timestamp, first_day: int, p: Params
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Baseline for days ``first_day..`` of ``y`` (days x slots; NaN = no data), each day's count of history
+    days, and each day's overdispersion (variance = mean + overdispersion * mean^2, fitted on the history)."""
+    n_days, slots = y.shape
+    covered = np.mean(~np.isnan(y), axis=1) >= p.min_day_coverage
+    dow = np.array([(day0 + pd.Timedelta(days=int(d))).dayofweek for d in range(n_days)])
+    base = np.full((n_days - first_day, slots), np.nan)
+    kappa = np.full(n_days - first_day, np.nan)
+    hist_days = np.zeros(n_days - first_day, dtype=np.int32)
+    for i, d in enumerate(range(first_day, n_days)):
+        lo = max(0, d - p.lookback_days)
+        ok = covered[lo:d]
+        hist, hdow = y[lo:d][ok], dow[lo:d][ok]
+        hist_days[i] = len(hist)
+        if len(hist) < p.min_history_days:
+            continue
+        if slots >= 3:  # pool each slot with its neighbours: steadier for low counts
+            own = np.nan_to_num(_trimmed_mean(hist.T, p.trim))
+            pad = np.full((len(hist), 1), np.nan)
+            left, right = np.hstack([pad, hist[:, :-1]]), np.hstack([hist[:, 1:], pad])
+            # ... but not with a closed neighbour (opening and closing slots would be dragged down).
+            left[:, np.concatenate([[True], own[:-1] == 0]) & (own > 0)] = np.nan
+            right[:, np.concatenate([own[1:] == 0, [True]]) & (own > 0)] = np.nan
+            samples = np.stack([left, hist, right], axis=2).transpose(1, 0, 2).reshape(slots, -1)
+        else:
+            samples = hist.T
+        profile = np.nan_to_num(_trimmed_mean(samples, p.trim))
+        # A day's level relative to the profile, each slot capped so that a few anomalous hours cannot
+        # carry into next week's baseline (a plain ratio of daily totals would).
+        expected = profile.sum()
+        capped = np.minimum(hist, 2.0 * profile[None, :] + 2.0)
+        ratio = np.nansum(capped, axis=1) / expected if expected > 0 else np.ones(len(hist))
+        factors = {w: float(np.median(ratio[hdow == w])) for w in np.unique(hdow)}
+        base[i] = profile * factors.get(dow[d], 1.0)
+        # Overdispersion from the history's own residuals, its largest 2% left out (past anomalies).
+        fitted = profile[None, :] * np.array([factors[w] for w in hdow])[:, None]
+        busy = fitted > 0.5
+        if busy.sum() >= 10:
+            excess = ((hist - fitted) ** 2 - fitted)[busy]
+            keep = excess <= np.quantile(excess, 0.98)
+            kappa[i] = float(np.clip(excess[keep].sum() / (fitted[busy][keep] ** 2).sum(), 0.0, 2.0))
+        else:
+            kappa[i] = 0.0
+    return base, hist_days, kappa
+
+
+def _window_sum(a: np.ndarray, w: int) -> np.ndarray:
+    """Trailing sums over w ticks, each summed element by element so results do not depend on offsets."""
+    out = np.full(len(a), np.nan)
+    if len(a) >= w:
+        view = np.lib.stride_tricks.sliding_window_view(a, w)
+        acc = view[:, 0].copy()
+        for k in range(1, w):
+            acc = acc + view[:, k]
+        out[w - 1 :] = acc
+    return out
+
+
+def tail_z(actual: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Signed z of a count under a negative binomial with this mean and variance (its tail, not a normal's:
+    a run of zeros where 40 units were expected is far less likely than a Gaussian says)."""
+    var = np.maximum(var, mean * 1.0001)
+    r = mean**2 / (var - mean)
+    prob = r / (r + mean)
+    up = stats.nbinom.sf(np.ceil(actual) - 1, r, prob)  # P(S >= actual)
+    down = stats.nbinom.cdf(np.floor(actual), r, prob)  # P(S <= actual)
+    tiny = 1e-300
+    z_up = stats.norm.isf(np.clip(up, tiny, 0.5))
+    z_down = -stats.norm.isf(np.clip(down, tiny, 0.5))
+    return np.where(actual >= mean, z_up, z_down)
+
+
+def scores(
+    y: np.ndarray, b: np.ndarray, kappa: np.ndarray, p: Params
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per tick: signed z of the deciding window, that window's length, and the anomaly score."""
+    valid = ~np.isnan(y)
+    yv = np.where(valid, y, 0.0)
+    bv = np.where(valid, b, 0.0) + p.floor_rate  # a small floor: one sale at night is not a miracle
+    tick_var = bv + np.nan_to_num(kappa) * bv**2
+    z1 = tail_z(yv, bv, tick_var + (p.baseline_rel_error * bv) ** 2)
+    best_s = np.full(len(y), np.nan)
+    best_z = np.full(len(y), np.nan)
+    best_w = np.zeros(len(y), dtype=np.int32)
+    b_missing = (np.isnan(b) & valid).astype(float)
+    for w, thr in zip(p.windows, p.thresholds, strict=True):
+        ys, bs, vs = _window_sum(yv, w), _window_sum(bv, w), _window_sum(tick_var, w)
+        bad = np.isnan(ys) | (_window_sum(b_missing, w) > 0)
+        z = np.full(len(y), np.nan)
+        z[~bad] = tail_z(ys[~bad], bs[~bad], vs[~bad] + (p.baseline_rel_error * bs[~bad]) ** 2)
+        s = np.abs(z) / thr
+        if w > 1:  # a long window speaks only while the current tick still deviates its way
+            s = np.where(np.sign(z) * z1 > 0.5, s, 0.0)
+        s = np.where(bad | ~valid, np.nan, s)
+        better = ~np.isnan(s) & (np.isnan(best_s) | (s > best_s))
+        best_s = np.where(better, s, best_s)
+        best_z = np.where(better, z, best_z)
+        best_w = np.where(better, w, best_w)
+    score = best_s**2 / (1.0 + best_s**2)
+    return best_z, best_w, score
+
+
+def detect_series(pdf: pd.DataFrame, open_pdf: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """All detection rows of one series for the ticks in [p.start, p.end)."""
+    tick = pd.Timedelta(seconds=p.tick_seconds)
+    slots = 86400 // p.tick_seconds
+    day0 = _naive_utc(p.history_start)
+    start, end = _naive_utc(p.start), _naive_utc(p.end)
+    last_day = (end - tick).normalize()
+    n_days = (last_day - day0).days + 1
+    grid = np.full(n_days * slots, np.nan)
+    ts = pd.to_datetime(pdf["ts"])
+    idx = ((ts - day0) // tick).to_numpy()
+    keep = (idx >= 0) & (idx < len(grid))
+    grid[idx[keep]] = pdf["units"].to_numpy(dtype=float)[keep]
+    y = grid.reshape(n_days, slots)
+
+    ctx0 = int((start - day0) // tick) - p.context_ticks  # first tick whose score is needed
+    first_day = ctx0 // slots
+    base, hist_days, kappa = baseline_matrix(y, day0, first_day, p)
+    b_all = np.full(len(grid), np.nan)
+    b_all[first_day * slots :] = base.reshape(-1)
+    hd_all = np.zeros(len(grid), dtype=np.int32)
+    hd_all[first_day * slots :] = np.repeat(hist_days, slots)
+    k_all = np.full(len(grid), np.nan)
+    k_all[first_day * slots :] = np.repeat(kappa, slots)
+
+    lo = first_day * slots
+    z, zw, score = scores(grid[lo:], b_all[lo:], k_all[lo:], p)
+    i0 = int((start - day0) // tick) - lo  # index of `start` within the scored arrays
+    n = int((end - start) // tick)
+    sl = slice(i0, i0 + n)
+    yr, br, sr = grid[lo:][sl], b_all[lo:][sl], score[sl]
+
+    # Hysteresis as "the latest opening event is more recent than the latest closing event".
+    below = np.where(np.isnan(score), 0.0, (score < p.score_off).astype(float))
+    closing = _window_sum(below, p.off_ticks) >= p.off_ticks
+    opening = ~np.isnan(score) & (score >= p.score_on)
+    carried = open_pdf is not None and len(open_pdf) > 0
+    pos = np.arange(n)
+    last_open = np.maximum.accumulate(np.where(opening[sl], pos, -2))
+    last_close = np.maximum.accumulate(np.where(closing[sl], pos, -2))
+    last_open = np.where(last_open == -2, -1 if carried else -2, last_open)
+    state = last_open > last_close
+    prev = np.concatenate([[carried], state[:-1]])
+
+    meta = pdf.iloc[-1]
+    times = start + tick * pos
+    out = pd.DataFrame(
+        {
+            **{c: meta[c] for c in SERIES_COLS},
+            "ts": times,
+            "actual_units": yr,
+            "baseline_units": br,
+            "history_days": hd_all[lo:][sl],
+            "z_score": z[sl],
+            "z_window": np.where(np.isnan(z[sl]), 0, zw[sl]).astype("int32"),
+            "anomaly_score": sr,
+            "direction": np.where(np.isnan(z[sl]), None, np.where(z[sl] >= 0, "spike", "drop")),
+            "is_anomalous": state,
+            "is_degraded": np.isnan(yr) | np.isnan(br),
+        }
+    )
+    out.loc[out["z_window"] == 0, "z_window"] = None
+    for c in ("report_id", "report_status", "first_detected_from", "window_end", "report_direction"):
+        out[c] = None
+    for c in ("severity", "peak_anomaly_score", "attributed_sales_total", "baseline_sales_total"):
+        out[c] = np.nan
+    out["ticks_active"] = 0
+    out["report_status"] = "none"
+
+    # Walk the flagged ticks in order, carrying the open report's running totals tick by tick (the same
+    # additions, in the same order, as a sequence of single-tick runs).
+    inc_a = np.nan_to_num(yr)
+    inc_b = np.where(np.isnan(yr), 0.0, np.nan_to_num(br))
+    cur = None
+    if carried:
+        o = open_pdf.iloc[0]
+        cur = {"report_id": o["report_id"], "first_detected_from": _naive_utc(o["first_detected_from"]),
+               "a": float(o["attributed_sales_total"]), "b": float(o["baseline_sales_total"]),
+               "peak": float(o["peak_anomaly_score"]), "ticks": int(o["ticks_active"])}  # fmt: skip
+    records = {}
+    for r in np.flatnonzero(state | prev):
+        if state[r]:
+            if not prev[r]:
+                fdf = times[r]
+                cur = {"report_id": report_id(meta["series_key"], fdf), "first_detected_from": fdf,
+                       "a": 0.0, "b": 0.0, "peak": 0.0, "ticks": 0}  # fmt: skip
+            cur["a"] += float(inc_a[r])
+            cur["b"] += float(inc_b[r])
+            cur["peak"] = max(cur["peak"], 0.0 if np.isnan(sr[r]) else float(sr[r]))
+            cur["ticks"] += 1
+            records[r] = (cur["report_id"], "active", cur["first_detected_from"], None, cur["a"], cur["b"],
+                          cur["peak"], cur["ticks"])  # fmt: skip
+        else:  # the tick a report closes on
+            records[r] = (cur["report_id"], "ended", cur["first_detected_from"], times[r], cur["a"], cur["b"],
+                          cur["peak"], cur["ticks"])  # fmt: skip
+            cur = None
+    cols = ["report_id", "report_status", "first_detected_from", "window_end", "attributed_sales_total",
+            "baseline_sales_total", "peak_anomaly_score", "ticks_active"]  # fmt: skip
+    for r, rec in records.items():
+        for c, v in zip(cols, rec, strict=True):
+            out.at[r, c] = v
+    for c in ("first_detected_from", "window_end"):
+        out[c] = pd.to_datetime(out[c])
+    has = out["report_id"].notna()
+    a, b = out.loc[has, "attributed_sales_total"], out.loc[has, "baseline_sales_total"]
+    out.loc[has, "severity"] = 1.0 - np.exp(-np.abs(np.log((a + 1.0) / (b + 1.0))) / p.severity_scale)
+    out.loc[has, "report_direction"] = np.where(a >= b, "spike", "drop")
+    return out
+
+
+# -- Spark transform ------------------------------------------------------------------------------------
+def detect(series: DataFrame, open_reports: DataFrame, p: Params) -> DataFrame:
+    """Sales time series (+ the previous tick's open reports) -> one detection row per series and tick."""
+    params = asdict(p)
+
+    def fn(key, pdf: pd.DataFrame, open_pdf: pd.DataFrame) -> pd.DataFrame:
+        if pdf.empty:
+            return pd.DataFrame(columns=[c.split()[0] for c in OUTPUT_SCHEMA.split(", ")])
+        res = detect_series(pdf.sort_values("ts"), open_pdf, Params(**params))
+        return res
+
+    return (
+        series.groupBy("series_key")
+        .cogroup(open_reports.groupBy("series_key"))
+        .applyInPandas(fn, OUTPUT_SCHEMA)
+    )
+
+
+def to_logs(rows: DataFrame, run_id: str, model_version: str) -> dict[str, DataFrame]:
+    common = [F.lit(run_id).alias("run_id"), F.lit(model_version).alias("model_version"),
+              F.col("ts").alias("written_at"), F.to_date("ts").alias("date")]  # fmt: skip
+    rows = rows.select("*", *common)
+    reports = rows.where(F.col("report_status") != "none").select(
+        "*",
+        F.col("first_detected_from").alias("window_start"),
+        F.col("report_direction").alias("direction_r"),
+    )
+    mrdl = reports.drop("direction").withColumnRenamed("direction_r", "direction")
+    return {
+        "baseline_sales_model_prediction_log": rows,
+        "anomaly_classifier_model_prediction_log": rows,
+        "minority_reports_detected_log": mrdl,
+    }
+
+
+def read_inputs(lake, p: Params, run_id: str) -> tuple[DataFrame, DataFrame]:
+    """The bounded inputs of a run: the lookback of sales and the previous tick's open reports."""
+    prev_tick = p.start - timedelta(seconds=p.tick_seconds)
+    series = (
+        lake.read("sales_timeseries_data", run_id)
+        .where(
+            F.col("date").between(F.lit(p.history_start.date()), F.lit((p.end - timedelta(seconds=1)).date()))
+        )
+        .where(F.col("ts") < F.lit(p.end))
+        .select(*SERIES_COLS, "ts", "units")
+    )
+    open_reports = (
+        lake.read("minority_reports_detected_log", run_id)
+        .where((F.col("date") == F.lit(prev_tick.date())) & (F.col("written_at") == F.lit(prev_tick)))
+        .where(F.col("report_status") == "active")
+        .select(*OPEN_COLS)
+    )
+    return series, open_reports
+
+
+def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id: str | None = None) -> dict:
+    from jobs.lib.tables import Lakehouse
+
+    lake = Lakehouse(spark, cfg)
+    run_id = run_id or lake.active_run_id()
+    p = Params.from_config(cfg, start, end)
+    series, open_reports = read_inputs(lake, p, run_id)
+    rows = detect(series, open_reports, p).persist()
+    days = dates_of(start, end)
+    written = {
+        name: lake.append_new(name, df, days)
+        for name, df in to_logs(rows, run_id, cfg.detection.model_version).items()
+    }
+    rows.unpersist()
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    from jobs.lib.cli import parse_stage_args
+    from jobs.lib.spark import build_spark
+
+    a = parse_stage_args(__doc__.split("\n\n")[0], argv)
+    spark = build_spark(a.cfg, "detect_anomalies")
+    written = run(spark, a.cfg, a.start, a.end, a.run_id)
+    print(f"detect_anomalies {a.start:%Y-%m-%dT%H:%MZ} .. {a.end:%Y-%m-%dT%H:%MZ}: {written}")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

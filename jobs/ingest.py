@@ -1,0 +1,336 @@
+"""Ingest stage: landing CSV files -> ``unified_sales_data`` -> ``sales_timeseries_data``.
+
+Reads the sales files of the data interval (``unified_sales_data/*_YYYY-MM-DD.csv`` for the interval's
+dates, plus any file without a date in its name), validates every row, and appends:
+
+- ``unified_sales_data``: accepted rows as delivered
+- ``ingest_quarantine``: rejected rows with a reason code (nothing is lost)
+- ``sales_timeseries_data``: one row per series per tick (units and revenue summed over the tick)
+- ``ingest_audit_log``: per tick, rows read = accepted + quarantined + duplicates dropped
+
+A tick with no input gets an audit row with ``is_degraded`` set; a missing input folder or a bad config
+stops the job with a message naming it.
+
+    spark-submit jobs/ingest.py --config conf/mrs.yaml --start 2025-08-04T00:00:00Z --end 2025-08-05T00:00:00Z
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from jobs.lib.config import Config
+from jobs.lib.ticks import dates_of, ticks
+
+INPUT_COLUMNS = [
+    "timestamp",
+    "batch_id",
+    "store_id",
+    "retailer_id",
+    "region",
+    "sku",
+    "category",
+    "units",
+    "revenue",
+]
+TS_FORMATS = [
+    "yyyy-MM-dd'T'HH:mm:ssXXX",
+    "yyyy-MM-dd'T'HH:mm:ss",
+    "yyyy-MM-dd HH:mm:ssXXX",
+    "yyyy-MM-dd HH:mm:ss",
+]
+DATED_FILE = re.compile(r"_(\d{4}-\d{2}-\d{2})\.csv$")
+
+
+class InputMissingError(FileNotFoundError):
+    pass
+
+
+# -- reading -----------------------------------------------------------------------------------------
+def landing_files(folder: Path, start: datetime, end: datetime) -> tuple[list[Path], list[date]]:
+    """The files a run over [start, end) reads, and the interval's dates that have no file."""
+    if not folder.is_dir():
+        raise InputMissingError(f"input folder not found: {folder}")
+    wanted = set(dates_of(start, end))
+    files, seen = [], set()
+    for p in sorted(folder.glob("*.csv")):
+        m = DATED_FILE.search(p.name)
+        if m is None:
+            files.append(p)
+        elif date.fromisoformat(m.group(1)) in wanted:
+            files.append(p)
+            seen.add(date.fromisoformat(m.group(1)))
+    undated = any(DATED_FILE.search(p.name) is None for p in files)
+    missing = [] if undated else sorted(wanted - seen)
+    return files, missing
+
+
+def read_raw(spark: SparkSession, path: Path, cfg: Config) -> DataFrame:
+    """One file's rows as strings in the canonical columns, with ``_raw`` (JSON) and ``_problem``.
+
+    ``_problem`` is set for the whole file when its header lacks a required column (schema drift), and per
+    row when a line does not parse as CSV.
+    """
+    header = spark.read.option("header", True).csv(str(path)).columns
+    missing = [c for c in cfg.ingest.required_columns if c not in header]
+    schema = ", ".join(f"`{c}` STRING" for c in header) + ", `_corrupt` STRING"
+    df = (
+        spark.read.option("header", True)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", "_corrupt")
+        .schema(schema)
+        .csv(str(path))
+    )
+    raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in header]))
+    if missing:
+        problem = F.lit(f"SCHEMA_DRIFT|header lacks required column(s) {', '.join(missing)}")
+    else:
+        problem = F.when(F.col("_corrupt").isNotNull(), F.lit("MALFORMED_ROW|line does not match the header"))
+    return df.select(
+        *[(F.col(f"`{c}`") if c in header else F.lit(None).cast("string")).alias(c) for c in INPUT_COLUMNS],
+        F.lit(path.name).alias("source_file"),
+        F.coalesce(F.col("_corrupt"), raw).alias("_raw"),
+        problem.alias("_problem"),
+    )
+
+
+# -- transforms ----------------------------------------------------------------------------------------
+def _parse_ts(c: Column) -> Column:
+    return F.coalesce(*[F.try_to_timestamp(c, F.lit(fmt)) for fmt in TS_FORMATS])
+
+
+def tick_floor(ts: Column, tick_seconds: int) -> Column:
+    secs = F.unix_timestamp(ts)
+    return F.timestamp_seconds(secs - F.pmod(secs, F.lit(tick_seconds)))
+
+
+def classify(raw: DataFrame, tick_seconds: int, grain: str) -> DataFrame:
+    """Parse, validate and de-duplicate raw rows.
+
+    Adds ``ts``, ``units_d``, ``revenue_d``, ``tick_ts`` (the tick that owns the row: its own tick, or for
+    an unparseable timestamp the first tick of its file's valid data), ``reason_code``/``reason_detail``
+    (NULL when accepted) and ``is_duplicate`` (an exact copy of an earlier row, dropped).
+    """
+    blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
+    df = raw.withColumn("ts", _parse_ts(F.col("timestamp")))
+    df = df.withColumn("units_d", F.col("units").try_cast("double"))
+    df = df.withColumn("revenue_d", F.col("revenue").try_cast("double"))
+    file_first = F.min("ts").over(Window.partitionBy("source_file"))
+    file_day = F.to_timestamp(F.regexp_extract("source_file", DATED_FILE.pattern, 1))
+    df = df.withColumn(
+        "tick_ts",
+        F.coalesce(
+            tick_floor(F.col("ts"), tick_seconds),
+            tick_floor(file_first, tick_seconds),
+            file_day,
+            F.lit("1970-01-01 00:00:00").cast("timestamp"),
+        ),
+    )
+    checks: list[tuple[Column, str, Column]] = [
+        (F.col("_problem").isNotNull(), "", F.col("_problem")),
+        (
+            F.col("ts").isNull(),
+            "BAD_TIMESTAMP",
+            F.format_string("timestamp %s is not ISO-8601", F.col("timestamp")),
+        ),
+        (blank("store_id"), "NULL_KEY", F.lit("store_id is empty")),
+        (
+            blank("units"),
+            "NON_NUMERIC_UNITS",
+            F.lit("units is empty"),
+        ),
+        (
+            F.col("units_d").isNull() | F.isnan("units_d"),
+            "NON_NUMERIC_UNITS",
+            F.format_string("units '%s' is not a number", F.col("units")),
+        ),
+        (F.col("units_d") < 0, "NEGATIVE_UNITS", F.format_string("units %s is negative", F.col("units"))),
+        (
+            ~blank("revenue") & F.col("revenue_d").isNull(),
+            "NON_NUMERIC_REVENUE",
+            F.format_string("revenue '%s' is not a number", F.col("revenue")),
+        ),
+    ]
+    if grain == "store_sku":
+        checks.insert(3, (blank("sku"), "NULL_KEY", F.lit("sku is empty at store_sku grain")))
+    code, detail = F.lit(None).cast("string"), F.lit(None).cast("string")
+    for cond, c, d in reversed(checks):
+        if c:
+            code, detail = F.when(cond, F.lit(c)).otherwise(code), F.when(cond, d).otherwise(detail)
+        else:  # file-level problems carry "CODE|detail"
+            code = F.when(cond, F.split(d, r"\|")[0]).otherwise(code)
+            detail = F.when(cond, F.split(d, r"\|")[1]).otherwise(detail)
+    df = df.withColumn("reason_code", code).withColumn("reason_detail", detail)
+
+    # Exact copies of a row (whatever file they came in) are dropped; the first by file name is kept.
+    content = [F.coalesce(F.col(c), F.lit("\u0000")) for c in INPUT_COLUMNS]
+    df = df.withColumn("_content", F.sha2(F.concat_ws("\u0001", *content), 256))
+    first = Window.partitionBy("_content").orderBy("source_file", "_raw")
+    df = df.withColumn("is_duplicate", F.row_number().over(first) > 1)
+
+    # Rows that share a delivery key (batch, store, sku, tick) but disagree on values cannot both be true.
+    key = Window.partitionBy("batch_id", "store_id", "sku", "ts")
+    conflict = (F.size(F.collect_set("_content").over(key)) > 1) & F.col("reason_code").isNull()
+    df = df.withColumn(
+        "reason_detail",
+        F.when(conflict, F.lit("another row has the same batch, store, sku and timestamp")).otherwise(
+            F.col("reason_detail")
+        ),
+    ).withColumn(
+        "reason_code", F.when(conflict, F.lit("DUPLICATE_KEY_CONFLICT")).otherwise(F.col("reason_code"))
+    )
+    return df
+
+
+def accepted_rows(classified: DataFrame, run_id: str) -> DataFrame:
+    ok = classified.where(F.col("reason_code").isNull() & ~F.col("is_duplicate"))
+    return ok.select(
+        F.lit(run_id).alias("run_id"),
+        F.coalesce(F.col("batch_id"), F.col("source_file")).alias("batch_id"),
+        "source_file",
+        "ts",
+        F.trim("store_id").alias("store_id"),
+        "retailer_id",
+        "region",
+        F.trim("sku").alias("sku"),
+        "category",
+        F.col("units_d").alias("units"),
+        F.col("revenue_d").alias("revenue"),
+        F.col("tick_ts").alias("written_at"),
+        F.lit(False).alias("is_degraded"),
+        F.to_date("tick_ts").alias("date"),
+    )
+
+
+def quarantine_rows(classified: DataFrame, run_id: str) -> DataFrame:
+    bad = classified.where(F.col("reason_code").isNotNull() & ~F.col("is_duplicate"))
+    return bad.select(
+        F.lit(run_id).alias("run_id"),
+        "source_file",
+        F.sha2(F.col("_raw"), 256).alias("record_hash"),
+        "reason_code",
+        "reason_detail",
+        F.col("_raw").alias("raw_record"),
+        F.col("tick_ts").alias("written_at"),
+        F.lit(False).alias("is_degraded"),
+        F.to_date("tick_ts").alias("date"),
+    )
+
+
+def series_key(grain: str) -> Column:
+    return F.col("store_id") if grain == "store" else F.concat_ws("|", "store_id", "sku")
+
+
+def to_timeseries(accepted: DataFrame, tick_seconds: int, grain: str) -> DataFrame:
+    """One row per series per tick: units and revenue summed over the rows of the tick."""
+    df = accepted.withColumn("tick", tick_floor(F.col("ts"), tick_seconds))
+    if grain == "store":
+        df = df.withColumn("sku", F.lit(None).cast("string"))
+    return (
+        df.groupBy("run_id", series_key(grain).alias("series_key"), "store_id", "sku", "tick")
+        .agg(
+            F.max("retailer_id").alias("retailer_id"),
+            F.max("region").alias("region"),
+            F.max("category").alias("category") if grain == "store_sku" else F.lit(None).alias("category"),
+            F.sum("units").alias("units"),
+            F.sum("revenue").alias("revenue"),
+            F.count(F.lit(1)).alias("source_rows"),
+        )
+        .select(
+            "run_id", "series_key", "store_id", "sku", "retailer_id", "region", "category",
+            F.col("tick").alias("ts"), "units", "revenue", "source_rows",
+            F.col("tick").alias("written_at"), F.lit(False).alias("is_degraded"), F.to_date("tick").alias("date"),
+        )
+    )  # fmt: skip
+
+
+def audit(classified: DataFrame, tick_frame: DataFrame, run_id: str, grain: str) -> DataFrame:
+    """Per tick of the interval: the reconciliation counts; ticks with no input are degraded."""
+    counts = classified.groupBy("tick_ts").agg(
+        F.count(F.lit(1)).alias("rows_read"),
+        F.sum((F.col("reason_code").isNull() & ~F.col("is_duplicate")).cast("long")).alias("rows_accepted"),
+        F.sum((F.col("reason_code").isNotNull() & ~F.col("is_duplicate")).cast("long")).alias(
+            "rows_quarantined"
+        ),
+        F.sum(F.col("is_duplicate").cast("long")).alias("rows_duplicate_dropped"),
+        F.count_distinct(
+            F.when(F.col("reason_code").isNull() & ~F.col("is_duplicate"), series_key(grain))
+        ).alias("series_count"),
+        F.array_sort(F.collect_set("source_file")).alias("source_files"),
+    )
+    zero = F.lit(0).cast("long")
+    return tick_frame.join(counts, "tick_ts", "left").select(
+        F.lit(run_id).alias("run_id"),
+        "tick_ts",
+        F.coalesce("source_files", F.array().cast("array<string>")).alias("source_files"),
+        *[F.coalesce(c, zero).alias(c) for c in
+          ("rows_read", "rows_accepted", "rows_quarantined", "rows_duplicate_dropped", "series_count")],
+        F.col("tick_ts").alias("written_at"),
+        (F.coalesce("rows_accepted", zero) == 0).alias("is_degraded"),
+        F.to_date("tick_ts").alias("date"),
+    )  # fmt: skip
+
+
+# -- the job -----------------------------------------------------------------------------------------
+def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id: str | None = None) -> dict:
+    from jobs.lib.tables import Lakehouse
+
+    lake = Lakehouse(spark, cfg)
+    run_id = run_id or lake.active_run_id()
+    tick_s, grain = cfg.tick_seconds, cfg.pipeline.grain
+    files, missing_days = landing_files(cfg.paths.landing / "unified_sales_data", start, end)
+    tick_list = ticks(start, end, tick_s)
+    tick_frame = spark.createDataFrame([(t,) for t in tick_list], "tick_ts timestamp")
+    if files:
+        raw = None
+        for f in files:
+            part = read_raw(spark, f, cfg)
+            raw = part if raw is None else raw.unionByName(part)
+        classified = classify(raw, tick_s, grain).where(
+            (F.col("tick_ts") >= F.lit(start)) & (F.col("tick_ts") < F.lit(end))
+        )
+        classified = classified.persist()
+    else:
+        classified = None
+    days = dates_of(start, end)
+    written = {"files": len(files), "missing_days": [d.isoformat() for d in missing_days]}
+    if classified is not None:
+        accepted = accepted_rows(classified, run_id)
+        written["unified_sales_data"] = lake.append_new("unified_sales_data", accepted, days)
+        written["ingest_quarantine"] = lake.append_new(
+            "ingest_quarantine", quarantine_rows(classified, run_id), days
+        )
+        written["sales_timeseries_data"] = lake.append_new(
+            "sales_timeseries_data", to_timeseries(accepted, tick_s, grain), days
+        )
+        audit_df = audit(classified, tick_frame, run_id, grain)
+    else:
+        empty = spark.createDataFrame([], "tick_ts timestamp, reason_code string, is_duplicate boolean, "
+                                      "source_file string, store_id string, sku string")  # fmt: skip
+        audit_df = audit(empty, tick_frame, run_id, grain)
+    written["ingest_audit_log"] = lake.append_new("ingest_audit_log", audit_df, days)
+    if classified is not None:
+        classified.unpersist()
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    from jobs.lib.cli import parse_stage_args
+    from jobs.lib.spark import build_spark
+
+    a = parse_stage_args(__doc__.split("\n\n")[0], argv)
+    spark = build_spark(a.cfg, "ingest")
+    try:
+        written = run(spark, a.cfg, a.start, a.end, a.run_id)
+    except InputMissingError as e:
+        raise SystemExit(f"ingest: {e}") from None
+    print(f"ingest {a.start:%Y-%m-%dT%H:%MZ} .. {a.end:%Y-%m-%dT%H:%MZ}: {written}")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared pieces of every job: configuration, the Spark session, the table registry, ticks."""

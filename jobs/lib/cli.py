@@ -1,0 +1,34 @@
+"""Argument parsing shared by the stage jobs: ``--config --start --end`` for one data interval."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from datetime import datetime
+
+from jobs.lib.config import Config, load_config
+from jobs.lib.ticks import check_interval, parse_ts
+
+
+@dataclass(frozen=True)
+class StageArgs:
+    cfg: Config
+    start: datetime
+    end: datetime
+    run_id: str | None
+
+
+def parse_stage_args(description: str, argv: list[str] | None = None) -> StageArgs:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", help="config YAML (default: $MRS_CONFIG or conf/mrs.yaml)")
+    p.add_argument("--start", required=True, help="data interval start, ISO-8601 UTC (inclusive)")
+    p.add_argument("--end", required=True, help="data interval end, ISO-8601 UTC (exclusive)")
+    p.add_argument("--run-id", help="run_id to write under (default: the active one in demo_run_config)")
+    a = p.parse_args(argv)
+    cfg = load_config(a.config)
+    try:
+        start, end = parse_ts(a.start, "--start"), parse_ts(a.end, "--end")
+        check_interval(start, end, cfg.tick_seconds)
+    except ValueError as e:
+        p.error(str(e))
+    return StageArgs(cfg, start, end, a.run_id)

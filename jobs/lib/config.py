@@ -1,0 +1,167 @@
+"""Project configuration: one YAML file (conf/mrs.yaml by default), validated at start.
+
+Every error names the offending key, e.g. ``conf/mrs.yaml: detection.score_off: must be below score_on``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "conf" / "mrs.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, unreadable or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(_Strict):
+    landing: Path
+    lakehouse: Path
+    metastore: Path
+
+
+class SparkSettings(_Strict):
+    app_name: str = "mrs"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class Pipeline(_Strict):
+    tick_minutes: int = Field(15, ge=5, le=1440)
+    grain: Literal["store", "store_sku"] = "store_sku"
+    default_run_id: str = Field("demo-001", pattern=r"^[A-Za-z0-9_.-]+$")
+
+    @field_validator("tick_minutes")
+    @classmethod
+    def _divides_day(cls, v: int) -> int:
+        if 1440 % v:
+            raise ValueError("must divide a day (1440 minutes) evenly")
+        return v
+
+
+class Ingest(_Strict):
+    required_columns: list[str]
+    optional_columns: list[str]
+
+
+class Detection(_Strict):
+    model_version: str
+    lookback_days: int = Field(14, ge=2, le=90)
+    min_history_days: int = Field(7, ge=1)
+    min_day_coverage: float = Field(0.9, gt=0, le=1)
+    trim: float = Field(0.2, ge=0, lt=0.5)
+    floor_rate: float = Field(0.05, gt=0)
+    baseline_rel_error: float = Field(0.1, ge=0)
+    windows: list[int]
+    thresholds: list[float]
+    score_on: float = Field(0.5, gt=0, lt=1)
+    score_off: float = Field(0.25, gt=0, lt=1)
+    off_ticks: int = Field(3, ge=1)
+    severity_scale: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Detection:
+        if self.min_history_days > self.lookback_days:
+            raise ValueError("min_history_days: must not exceed lookback_days")
+        if self.score_off >= self.score_on:
+            raise ValueError("score_off: must be below score_on")
+        if len(self.windows) != len(self.thresholds) or not self.windows:
+            raise ValueError("thresholds: needs one value per entry of windows")
+        if any(w < 1 for w in self.windows):
+            raise ValueError("windows: every window must be at least 1 tick")
+        return self
+
+
+class AnomalyCounts(_Strict):
+    social_viral: int = Field(3, ge=0)
+    competitor_stockout: int = Field(2, ge=0)
+    promo_with_campaign: int = Field(2, ge=0)
+    store_incident: int = Field(2, ge=0)
+    feed_duplication: int = Field(1, ge=0)
+    unit_glitch: int = Field(2, ge=0)
+
+
+class Generator(_Strict):
+    seed: int = 7
+    start: date
+    days: int = Field(21, ge=2)
+    retailers: int = Field(2, ge=1)
+    regions: int = Field(3, ge=1)
+    stores_per_retailer: int = Field(6, ge=1)
+    skus: int = Field(8, ge=1)
+    categories: int = Field(3, ge=1)
+    anomalies: AnomalyCounts = AnomalyCounts()
+    first_anomaly_day: int = Field(8, ge=0)
+    bad_rows_per_file: int = Field(6, ge=0)
+    missing_input_hours: list[datetime] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _room_for_anomalies(self) -> Generator:
+        if self.first_anomaly_day >= self.days:
+            raise ValueError("first_anomaly_day: must be before the last generated day")
+        if self.categories > self.skus:
+            raise ValueError("categories: cannot exceed skus")
+        return self
+
+
+class Config(_Strict):
+    paths: Paths
+    spark: SparkSettings = SparkSettings()
+    pipeline: Pipeline = Pipeline()
+    ingest: Ingest
+    detection: Detection
+    generator: Generator
+    source: Path = Field(DEFAULT_CONFIG, exclude=True)
+
+    @property
+    def tick_seconds(self) -> int:
+        return self.pipeline.tick_minutes * 60
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
+    """Read and validate a config file; relative paths resolve against the repository root."""
+    path = Path(path or os.environ.get("MRS_CONFIG") or DEFAULT_CONFIG)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        cfg = Config.model_validate({**raw, "source": path})
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if ":" in msg and not key.count(".") and msg.split(":")[0].isidentifier():
+                # model-level checks name the field themselves ("score_off: must be ...")
+                key = f"{key}.{msg.split(':')[0]}" if key else msg.split(":")[0]
+                msg = msg.split(":", 1)[1].strip()
+            problems.append(f"{key}: {msg}")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+    root = REPO_ROOT
+    paths = Paths(**{k: _resolve(root, v) for k, v in cfg.paths.model_dump().items()})
+    return cfg.model_copy(update={"paths": paths})

@@ -1,0 +1,180 @@
+"""The table registry: where each table lives, its schema, its natural key, and how it is written.
+
+Logs are append-only (spec decision 7). ``append_new`` writes with an insert-only MERGE on the table's
+natural key, restricted to the dates being written so the merge reads only those partitions: re-running a
+run, retrying a task or backfilling a range twice adds no rows, and costs the same however long the
+table's history grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from jobs.lib.config import Config
+from schemas import mrs
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    schema: StructType
+    keys: tuple[str, ...]
+    partition_by: tuple[str, ...] = ("date",)
+    description: str = ""
+
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in [
+        Table(
+            "demo_run_config", mrs.DEMO_RUN_CONFIG, ("seq",), (), "active run_id: the row with the latest seq"
+        ),
+        Table(
+            "unified_sales_data",
+            mrs.UNIFIED_SALES_DATA,
+            ("run_id", "batch_id", "store_id", "sku", "ts"),
+            description="accepted input rows, as delivered",
+        ),
+        Table(
+            "ingest_quarantine",
+            mrs.INGEST_QUARANTINE,
+            ("run_id", "source_file", "record_hash", "reason_code"),
+            description="rejected input rows with a reason code",
+        ),
+        Table(
+            "ingest_audit_log",
+            mrs.INGEST_AUDIT_LOG,
+            ("run_id", "tick_ts"),
+            description="per tick: rows read = accepted + quarantined + duplicates dropped",
+        ),
+        Table(
+            "sales_timeseries_data",
+            mrs.SALES_TIMESERIES_DATA,
+            ("run_id", "series_key", "ts"),
+            description="one row per series per tick",
+        ),
+        Table(
+            "baseline_sales_model_prediction_log",
+            mrs.BASELINE_SALES_MODEL_PREDICTION_LOG,
+            ("run_id", "series_key", "ts"),
+            description="expected sales per series and tick",
+        ),
+        Table(
+            "anomaly_classifier_model_prediction_log",
+            mrs.ANOMALY_CLASSIFIER_MODEL_PREDICTION_LOG,
+            ("run_id", "series_key", "ts"),
+            description="anomaly score and decision per series and tick",
+        ),
+        Table(
+            "minority_reports_detected_log",
+            mrs.MINORITY_REPORTS_DETECTED_LOG,
+            ("run_id", "report_id", "written_at"),
+            description="MRDL: one snapshot per active report per tick",
+        ),
+    ]
+}
+
+CATALOG_SCHEMA = "mrs"
+
+
+def conform(df: DataFrame, schema: StructType) -> DataFrame:
+    """Select and cast a frame's columns to exactly a table's schema (order included)."""
+    missing = [f.name for f in schema.fields if f.name not in df.columns]
+    if missing:
+        raise ValueError(f"frame lacks columns {missing} of the target schema")
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+class Lakehouse:
+    """Delta tables by path under ``paths.lakehouse``; the one way jobs read and write tables."""
+
+    def __init__(self, spark: SparkSession, cfg: Config):
+        self.spark = spark
+        self.cfg = cfg
+        self.root = cfg.paths.lakehouse
+
+    def path(self, name: str) -> str:
+        return str(self.root / TABLES[name].name)
+
+    def ensure(self, name: str) -> DeltaTable:
+        t = TABLES[name]
+        return (
+            DeltaTable.createIfNotExists(self.spark)
+            .location(self.path(name))
+            .addColumns(t.schema)
+            .partitionedBy(*t.partition_by)
+            .execute()
+        )
+
+    def exists(self, name: str) -> bool:
+        return DeltaTable.isDeltaTable(self.spark, self.path(name))
+
+    def read(self, name: str, run_id: str | None = None) -> DataFrame:
+        """A table's rows, for one run_id when given; an empty frame if the table does not exist yet."""
+        t = TABLES[name]
+        if not self.exists(name):
+            df = self.spark.createDataFrame([], t.schema)
+        else:
+            df = self.spark.read.format("delta").load(self.path(name))
+        return df if run_id is None else df.where(F.col("run_id") == run_id)
+
+    def append_new(self, name: str, df: DataFrame, dates: Iterable[date] | None = None) -> int:
+        """Insert the rows whose natural key is not in the table yet; returns how many were inserted.
+
+        ``dates`` bounds the merge to the partitions the rows fall in (required for date-partitioned tables).
+        """
+        t = TABLES[name]
+        target = self.ensure(name)
+        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in t.keys)
+        if "date" in t.partition_by:
+            if dates is None:
+                raise ValueError(f"append_new({name}): dates are required for a date-partitioned table")
+            days = sorted(set(dates))
+            if not days:
+                return 0
+            cond += " AND t.date IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in days) + ")"
+        source = conform(df, t.schema)
+        before = target.history(1).select("version").first()["version"]
+        target.alias("t").merge(source.alias("s"), cond).whenNotMatchedInsertAll().execute()
+        last = target.history(1).select("version", "operationMetrics").first()
+        if last["version"] == before:  # nothing new: Delta made no commit
+            return 0
+        return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
+
+    # -- run_id (spec decision 8) -------------------------------------------------------------------
+    def active_run_id(self) -> str:
+        latest = self.read("demo_run_config").orderBy(F.col("seq").desc()).select("run_id").first()
+        return latest["run_id"] if latest else self.cfg.pipeline.default_run_id
+
+    def reset_run_id(self, run_id: str, written_at: datetime, reason: str = "demo reset") -> bool:
+        """Make ``run_id`` the active one by appending a row; a no-op if it already is."""
+        if self.active_run_id() == run_id:
+            return False
+        last = self.read("demo_run_config").agg(F.max("seq")).first()[0]
+        row = [(int(last or 0) + 1, run_id, reason, written_at)]
+        self.append_new("demo_run_config", self.spark.createDataFrame(row, TABLES["demo_run_config"].schema))
+        return True
+
+
+def catalog_ddl(cfg: Config) -> str:
+    """SQL that registers every table in the ``mrs`` schema of a Spark catalog (idempotent)."""
+    lines = [f"CREATE SCHEMA IF NOT EXISTS {CATALOG_SCHEMA};"]
+    for t in TABLES.values():
+        cols = ",\n  ".join(
+            f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}"
+            for f in t.schema.fields
+        )
+        part = f"\nPARTITIONED BY ({', '.join(t.partition_by)})" if t.partition_by else ""
+        comment = t.description.replace("'", "")
+        lines.append(
+            f"CREATE TABLE IF NOT EXISTS {CATALOG_SCHEMA}.{t.name} (\n  {cols}\n) USING DELTA{part}\n"
+            f"COMMENT '{comment}'\nLOCATION '{cfg.paths.lakehouse / t.name}';"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Table schemas: ``schemas.mrs`` defines every table's StructType."""
