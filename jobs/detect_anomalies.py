@@ -137,9 +137,10 @@ def baseline_matrix(
             own = np.nan_to_num(_trimmed_mean(hist.T, p.trim))
             pad = np.full((len(hist), 1), np.nan)
             left, right = np.hstack([pad, hist[:, :-1]]), np.hstack([hist[:, 1:], pad])
-            # ... but not with a closed neighbour (opening and closing slots would be dragged down).
-            left[:, np.concatenate([[True], own[:-1] == 0]) & (own > 0)] = np.nan
-            right[:, np.concatenate([own[1:] == 0, [True]]) & (own > 0)] = np.nan
+            # ... but not across opening or closing time (a closed neighbour drags an open slot down).
+            is_open = own > 0
+            left[:, np.concatenate([[True], is_open[:-1] != is_open[1:]])] = np.nan
+            right[:, np.concatenate([is_open[1:] != is_open[:-1], [True]])] = np.nan
             samples = np.stack([left, hist, right], axis=2).transpose(1, 0, 2).reshape(slots, -1)
         else:
             samples = hist.T

@@ -1,0 +1,96 @@
+"""
+# mrs_pipeline
+
+Turns raw sales into **minority reports**: one Spark job per stage, each appending to Delta tables.
+
+| task | job | writes |
+| --- | --- | --- |
+| `reset_requested` | (branch) | — |
+| `reset_run_id` | `jobs/run_config.py` | `demo_run_config` (only when the `reset_run_id` param is set) |
+| `ingest` | `jobs/ingest.py` | `unified_sales_data`, `ingest_quarantine`, `sales_timeseries_data`, `ingest_audit_log` |
+| `detect_anomalies` | `jobs/detect_anomalies.py` | `baseline_sales_model_prediction_log`, `anomaly_classifier_model_prediction_log`, `minority_reports_detected_log` |
+
+**Scheduled runs** process their data interval (one tick). **Backfills**: trigger with `start` and `end` to cover
+a whole range in one run; it writes the same rows as the tick-by-tick runs. Re-running any run adds no rows.
+**Demo reset**: trigger with `reset_run_id` set to a new id; later reads use it, earlier runs stay queryable.
+
+Each table has exactly one writer task, and `max_active_runs=1` keeps two runs from writing at once.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Param, dag, task
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
+TICK = timedelta(minutes=int(os.environ.get("MRS_TICK_MINUTES", "15")))
+START_DATE = datetime.fromisoformat(os.environ.get("MRS_START_DATE", "2025-08-04T00:00:00+00:00")).astimezone(
+    UTC
+)
+SPARK_CONN = os.environ.get("MRS_SPARK_CONN_ID", "mrs_spark")
+
+# A manual run may name its own range; otherwise the run's data interval is the range.
+START = "{{ params.start or (data_interval_start | ts) }}"
+END = "{{ params.end or (data_interval_end | ts) }}"
+ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?$"
+
+
+def _stage(task_id: str, job: str, **kwargs) -> SparkSubmitOperator:
+    return SparkSubmitOperator(
+        task_id=task_id,
+        application=str(REPO / "jobs" / job),
+        application_args=["--config", CONFIG, "--start", START, "--end", END],
+        conn_id=SPARK_CONN,
+        name=f"mrs-{task_id}",
+        **kwargs,
+    )
+
+
+@dag(
+    dag_id="mrs_pipeline",
+    schedule=TICK,
+    start_date=START_DATE,
+    catchup=True,
+    max_active_runs=1,
+    default_args={"owner": "mrs", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    params={
+        "start": Param(
+            None, type=["null", "string"], pattern=ISO, description="Range start (UTC, ISO-8601)."
+        ),
+        "end": Param(None, type=["null", "string"], pattern=ISO, description="Range end, exclusive."),
+        "reset_run_id": Param(
+            "",
+            type="string",
+            pattern=r"^[A-Za-z0-9_.-]{0,64}$",
+            description="Demo reset: a new run_id to make active before this run (empty: keep the current one).",
+        ),
+    },
+    tags=["mrs", "minority-reports", "spark"],
+    doc_md=__doc__,
+)
+def mrs_pipeline():
+    @task.branch
+    def reset_requested(params: dict | None = None) -> str:
+        return "reset_run_id" if params and params.get("reset_run_id") else "ingest"
+
+    reset = SparkSubmitOperator(
+        task_id="reset_run_id",
+        application=str(REPO / "jobs" / "run_config.py"),
+        application_args=["--config", CONFIG, "--run-id", "{{ params.reset_run_id }}", "--written-at", START],
+        conn_id=SPARK_CONN,
+        name="mrs-reset_run_id",
+    )
+    ingest = _stage("ingest", "ingest.py", trigger_rule="none_failed_min_one_success")
+    # Detection carries open reports from the previous tick's MRDL rows: ticks must run in order.
+    detect = _stage("detect_anomalies", "detect_anomalies.py", depends_on_past=True)
+
+    reset_requested() >> [reset, ingest]
+    reset >> ingest >> detect
+
+
+mrs_pipeline()

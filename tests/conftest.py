@@ -1,0 +1,70 @@
+"""One Spark session for the whole test run, small generated data, and a config pointing at tmp dirs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("SPARK_CONF_DIR", str(REPO / ".cache" / "spark-conf"))
+os.environ["TZ"] = "UTC"
+
+# Small but complete: 4 stores x 3 SKUs, 12 days, every anomaly type after the 7-day warm-up.
+SMALL = {
+    "generator.seed": 11,
+    "generator.days": 12,
+    "generator.retailers": 2,
+    "generator.regions": 2,
+    "generator.stores_per_retailer": 2,
+    "generator.skus": 3,
+    "generator.categories": 2,
+    "generator.first_anomaly_day": 8,
+    "generator.bad_rows_per_file": 6,
+    "generator.missing_input_hours": ["2025-08-13T03:00:00Z"],
+    "generator.anomalies": {
+        "social_viral": 1,
+        "competitor_stockout": 1,
+        "promo_with_campaign": 1,
+        "store_incident": 1,
+        "feed_duplication": 1,
+        "unit_glitch": 1,
+    },
+}
+
+
+def make_config(root: Path, **extra):
+    from jobs.lib.config import load_config
+
+    paths = {
+        "paths.landing": str(root / "landing"),
+        "paths.lakehouse": str(root / "lakehouse"),
+        "paths.metastore": str(root / "metastore"),
+    }
+    return load_config(None, {**SMALL, **paths, **extra})
+
+
+@pytest.fixture(scope="session")
+def small_cfg(tmp_path_factory):
+    return make_config(tmp_path_factory.mktemp("mrs"))
+
+
+@pytest.fixture(scope="session")
+def spark(small_cfg):
+    from jobs.lib.spark import build_spark
+
+    session = build_spark(
+        small_cfg,
+        "tests",
+        {
+            "spark.master": "local[2]",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.ui.enabled": "false",
+            "spark.sql.catalogImplementation": "in-memory",
+        },
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
