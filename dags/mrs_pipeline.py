@@ -3,12 +3,14 @@
 
 Turns raw sales into **minority reports**: one Spark job per stage, each appending to Delta tables.
 
-| task | job | writes |
-| --- | --- | --- |
-| `reset_requested` | (branch) | — |
-| `reset_run_id` | `jobs/run_config.py` | `demo_run_config` (only when the `reset_run_id` param is set) |
-| `ingest` | `jobs/ingest.py` | `unified_sales_data`, `ingest_quarantine`, `sales_timeseries_data`, `ingest_audit_log` |
-| `detect_anomalies` | `jobs/detect_anomalies.py` | `baseline_sales_model_prediction_log`, `anomaly_classifier_model_prediction_log`, `minority_reports_detected_log` |
+Tasks, each a `spark-submit` of one job, and the tables each writes:
+
+- `reset_requested`: a branch; goes through `reset_run_id` only when the `reset_run_id` param is set
+- `reset_run_id` (`jobs/run_config.py`): `demo_run_config`
+- `ingest` (`jobs/ingest.py`): `unified_sales_data`, `ingest_quarantine`, `sales_timeseries_data`,
+  `ingest_audit_log`
+- `detect_anomalies` (`jobs/detect_anomalies.py`): `baseline_sales_model_prediction_log`,
+  `anomaly_classifier_model_prediction_log`, `minority_reports_detected_log`
 
 **Scheduled runs** process their data interval (one tick). **Backfills**: trigger with `start` and `end` to cover
 a whole range in one run; it writes the same rows as the tick-by-tick runs. Re-running any run adds no rows.
@@ -29,9 +31,7 @@ from airflow.sdk import Param, dag, task
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
 TICK = timedelta(minutes=int(os.environ.get("MRS_TICK_MINUTES", "15")))
-START_DATE = datetime.fromisoformat(os.environ.get("MRS_START_DATE", "2025-08-04T00:00:00+00:00")).astimezone(
-    UTC
-)
+START_DATE = datetime.fromisoformat(os.environ.get("MRS_START_DATE", "2025-08-04T00:00:00+00:00")).astimezone(UTC)
 SPARK_CONN = os.environ.get("MRS_SPARK_CONN_ID", "mrs_spark")
 
 # A manual run may name its own range; otherwise the run's data interval is the range.
@@ -59,9 +59,7 @@ def _stage(task_id: str, job: str, **kwargs) -> SparkSubmitOperator:
     max_active_runs=1,
     default_args={"owner": "mrs", "retries": 2, "retry_delay": timedelta(minutes=1)},
     params={
-        "start": Param(
-            None, type=["null", "string"], pattern=ISO, description="Range start (UTC, ISO-8601)."
-        ),
+        "start": Param(None, type=["null", "string"], pattern=ISO, description="Range start (UTC, ISO-8601)."),
         "end": Param(None, type=["null", "string"], pattern=ISO, description="Range end, exclusive."),
         "reset_run_id": Param(
             "",

@@ -28,8 +28,10 @@ def main() -> None:
     cfg = load_config()
     g = cfg.generator
     counts = generate_data.generate(cfg, cfg.paths.landing)
-    print(f"generated {counts['sales_rows']:,} rows for {counts['series']} series with "
-          f"{counts['anomalies']} injected anomalies into {cfg.paths.landing}")  # fmt: skip
+    print(
+        f"generated {counts['sales_rows']:,} rows for {counts['series']} series with "
+        f"{counts['anomalies']} injected anomalies into {cfg.paths.landing}"
+    )
     start = datetime.combine(g.start, datetime.min.time(), tzinfo=UTC)
     end = start + timedelta(days=g.days)
     sh("airflow", "db", "migrate", quiet=True)

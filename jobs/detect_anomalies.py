@@ -37,8 +37,15 @@ from jobs.lib.config import Config
 from jobs.lib.ticks import dates_of, fmt_ts
 
 SERIES_COLS = ["series_key", "store_id", "sku", "retailer_id", "region", "category"]
-OPEN_COLS = ["series_key", "report_id", "first_detected_from", "attributed_sales_total", "baseline_sales_total",
-             "peak_anomaly_score", "ticks_active"]  # fmt: skip
+OPEN_COLS = [
+    "series_key",
+    "report_id",
+    "first_detected_from",
+    "attributed_sales_total",
+    "baseline_sales_total",
+    "peak_anomaly_score",
+    "ticks_active",
+]
 OUTPUT_SCHEMA = (
     "series_key string, store_id string, sku string, retailer_id string, region string, category string, "
     "ts timestamp, actual_units double, baseline_units double, history_days int, z_score double, "
@@ -46,6 +53,13 @@ OUTPUT_SCHEMA = (
     "report_status string, is_degraded boolean, first_detected_from timestamp, window_end timestamp, "
     "report_direction string, severity double, peak_anomaly_score double, attributed_sales_total double, "
     "baseline_sales_total double, ticks_active int"
+)
+
+# The tables this job appends to: each table has exactly one writer task in the DAG.
+WRITES = (
+    "baseline_sales_model_prediction_log",
+    "anomaly_classifier_model_prediction_log",
+    "minority_reports_detected_log",
 )
 
 
@@ -69,12 +83,13 @@ class Params:
 
     @classmethod
     def from_config(cls, cfg: Config, start: datetime, end: datetime) -> Params:
-        d = cfg.detection
+        d = cfg.detection.model_dump(exclude={"model_version"})
         return cls(
-            start, end, cfg.tick_seconds, d.lookback_days, d.min_history_days, d.min_day_coverage, d.trim,
-            d.floor_rate, d.baseline_rel_error, tuple(d.windows), tuple(d.thresholds), d.score_on, d.score_off, d.off_ticks,
-            d.severity_scale,
-        )  # fmt: skip
+            start=start,
+            end=end,
+            tick_seconds=cfg.tick_seconds,
+            **{**d, "windows": tuple(d["windows"]), "thresholds": tuple(d["thresholds"])},
+        )
 
     @property
     def context_ticks(self) -> int:
@@ -91,10 +106,7 @@ class Params:
 
 def report_id(series_key: str, first_detected_from) -> str:
     """Spec decision 2: MR- + sha256(series_key | first_detected_from as YYYY-MM-DDTHH:MM:SSZ)."""
-    return (
-        "MR-"
-        + hashlib.sha256(f"{series_key}|{fmt_ts(pd.Timestamp(first_detected_from))}".encode()).hexdigest()
-    )
+    return "MR-" + hashlib.sha256(f"{series_key}|{fmt_ts(pd.Timestamp(first_detected_from))}".encode()).hexdigest()
 
 
 # -- the per-series model (numpy) -----------------------------------------------------------------------
@@ -134,11 +146,13 @@ def baseline_matrix(
         if len(hist) < p.min_history_days:
             continue
         if slots >= 3:  # pool each slot with its neighbours: steadier for low counts
-            own = np.nan_to_num(_trimmed_mean(hist.T, p.trim))
             pad = np.full((len(hist), 1), np.nan)
             left, right = np.hstack([pad, hist[:, :-1]]), np.hstack([hist[:, 1:], pad])
-            # ... but not across opening or closing time (a closed neighbour drags an open slot down).
-            is_open = own > 0
+            # ... but not across opening or closing time (a closed neighbour drags an open slot down). A slot
+            # is open when it sold something on at least a fifth of the history days, or when both its
+            # neighbours are (a lone quiet slot in the middle of the day is chance, not closing time).
+            sold = np.mean(hist > 0, axis=0) >= 0.2
+            is_open = sold | (np.concatenate([[False], sold[:-1]]) & np.concatenate([sold[1:], [False]]))
             left[:, np.concatenate([[True], is_open[:-1] != is_open[1:]])] = np.nan
             right[:, np.concatenate([is_open[1:] != is_open[:-1], [True]])] = np.nan
             samples = np.stack([left, hist, right], axis=2).transpose(1, 0, 2).reshape(slots, -1)
@@ -190,9 +204,7 @@ def tail_z(actual: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     return np.where(actual >= mean, z_up, z_down)
 
 
-def scores(
-    y: np.ndarray, b: np.ndarray, kappa: np.ndarray, p: Params
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scores(y: np.ndarray, b: np.ndarray, kappa: np.ndarray, p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per tick: signed z of the deciding window, that window's length, and the anomaly score."""
     valid = ~np.isnan(y)
     yv = np.where(valid, y, 0.0)
@@ -296,28 +308,63 @@ def detect_series(pdf: pd.DataFrame, open_pdf: pd.DataFrame, p: Params) -> pd.Da
     cur = None
     if carried:
         o = open_pdf.iloc[0]
-        cur = {"report_id": o["report_id"], "first_detected_from": _naive_utc(o["first_detected_from"]),
-               "a": float(o["attributed_sales_total"]), "b": float(o["baseline_sales_total"]),
-               "peak": float(o["peak_anomaly_score"]), "ticks": int(o["ticks_active"])}  # fmt: skip
+        cur = {
+            "report_id": o["report_id"],
+            "first_detected_from": _naive_utc(o["first_detected_from"]),
+            "a": float(o["attributed_sales_total"]),
+            "b": float(o["baseline_sales_total"]),
+            "peak": float(o["peak_anomaly_score"]),
+            "ticks": int(o["ticks_active"]),
+        }
     records = {}
     for r in np.flatnonzero(state | prev):
         if state[r]:
             if not prev[r]:
                 fdf = times[r]
-                cur = {"report_id": report_id(meta["series_key"], fdf), "first_detected_from": fdf,
-                       "a": 0.0, "b": 0.0, "peak": 0.0, "ticks": 0}  # fmt: skip
+                cur = {
+                    "report_id": report_id(meta["series_key"], fdf),
+                    "first_detected_from": fdf,
+                    "a": 0.0,
+                    "b": 0.0,
+                    "peak": 0.0,
+                    "ticks": 0,
+                }
             cur["a"] += float(inc_a[r])
             cur["b"] += float(inc_b[r])
             cur["peak"] = max(cur["peak"], 0.0 if np.isnan(sr[r]) else float(sr[r]))
             cur["ticks"] += 1
-            records[r] = (cur["report_id"], "active", cur["first_detected_from"], None, cur["a"], cur["b"],
-                          cur["peak"], cur["ticks"])  # fmt: skip
+            records[r] = (
+                cur["report_id"],
+                "active",
+                cur["first_detected_from"],
+                None,
+                cur["a"],
+                cur["b"],
+                cur["peak"],
+                cur["ticks"],
+            )
         else:  # the tick a report closes on
-            records[r] = (cur["report_id"], "ended", cur["first_detected_from"], times[r], cur["a"], cur["b"],
-                          cur["peak"], cur["ticks"])  # fmt: skip
+            records[r] = (
+                cur["report_id"],
+                "ended",
+                cur["first_detected_from"],
+                times[r],
+                cur["a"],
+                cur["b"],
+                cur["peak"],
+                cur["ticks"],
+            )
             cur = None
-    cols = ["report_id", "report_status", "first_detected_from", "window_end", "attributed_sales_total",
-            "baseline_sales_total", "peak_anomaly_score", "ticks_active"]  # fmt: skip
+    cols = [
+        "report_id",
+        "report_status",
+        "first_detected_from",
+        "window_end",
+        "attributed_sales_total",
+        "baseline_sales_total",
+        "peak_anomaly_score",
+        "ticks_active",
+    ]
     for r, rec in records.items():
         for c, v in zip(cols, rec, strict=True):
             out.at[r, c] = v
@@ -341,16 +388,16 @@ def detect(series: DataFrame, open_reports: DataFrame, p: Params) -> DataFrame:
         res = detect_series(pdf.sort_values("ts"), open_pdf, Params(**params))
         return res
 
-    return (
-        series.groupBy("series_key")
-        .cogroup(open_reports.groupBy("series_key"))
-        .applyInPandas(fn, OUTPUT_SCHEMA)
-    )
+    return series.groupBy("series_key").cogroup(open_reports.groupBy("series_key")).applyInPandas(fn, OUTPUT_SCHEMA)
 
 
 def to_logs(rows: DataFrame, run_id: str, model_version: str) -> dict[str, DataFrame]:
-    common = [F.lit(run_id).alias("run_id"), F.lit(model_version).alias("model_version"),
-              F.col("ts").alias("written_at"), F.to_date("ts").alias("date")]  # fmt: skip
+    common = [
+        F.lit(run_id).alias("run_id"),
+        F.lit(model_version).alias("model_version"),
+        F.col("ts").alias("written_at"),
+        F.to_date("ts").alias("date"),
+    ]
     rows = rows.select("*", *common)
     reports = rows.where(F.col("report_status") != "none").select(
         "*",
@@ -370,9 +417,7 @@ def read_inputs(lake, p: Params, run_id: str) -> tuple[DataFrame, DataFrame]:
     prev_tick = p.start - timedelta(seconds=p.tick_seconds)
     series = (
         lake.read("sales_timeseries_data", run_id)
-        .where(
-            F.col("date").between(F.lit(p.history_start.date()), F.lit((p.end - timedelta(seconds=1)).date()))
-        )
+        .where(F.col("date").between(F.lit(p.history_start.date()), F.lit((p.end - timedelta(seconds=1)).date())))
         .where(F.col("ts") < F.lit(p.end))
         .select(*SERIES_COLS, "ts", "units")
     )
@@ -395,8 +440,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     rows = detect(series, open_reports, p).persist()
     days = dates_of(start, end)
     written = {
-        name: lake.append_new(name, df, days)
-        for name, df in to_logs(rows, run_id, cfg.detection.model_version).items()
+        name: lake.append_new(name, df, days) for name, df in to_logs(rows, run_id, cfg.detection.model_version).items()
     }
     rows.unpersist()
     return written

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -139,8 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  anomalies found:            {r['anomaly_recall']:.1%} of {r['injected_anomalies']} injected")
     print(f"  affected series found:      {r['series_recall']:.1%} of {r['affected_series']}")
     print(f"  recall by type (series):    {r['recall_by_type']}")
-    print(f"  false reports:              {r['false_reports']} of {r['reports']} "
-          f"= {r['false_reports_per_100_series_days']} per 100 series-days")  # fmt: skip
+    print(
+        f"  false reports:              {r['false_reports']} of {r['reports']} "
+        f"= {r['false_reports_per_100_series_days']} per 100 series-days"
+    )
     print(f"  detection delay (ticks):    median {r['median_delay_ticks']}, p90 {r['p90_delay_ticks']}")
 
 

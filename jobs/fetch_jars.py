@@ -22,9 +22,10 @@ import pyspark
 DELTA_ARTIFACT = ("io.delta", "delta-spark_4.2_2.13", "4.4.0")
 
 
-def _artifact(jar_name: str) -> str:
-    """``org.apache.parquet_parquet-column-1.16.0.jar`` -> ``parquet-column``."""
-    base = jar_name.split("_", 1)[1] if "_" in jar_name and not jar_name.startswith("delta") else jar_name
+def _artifact(jar_name: str, with_org: bool) -> str:
+    """``org.apache.parquet_parquet-column-1.16.0.jar`` (Ivy, with_org) or ``parquet-column-1.17.0.jar``
+    (Spark's own) -> ``parquet-column``."""
+    base = jar_name.split("_", 1)[1] if with_org else jar_name
     return re.sub(r"-\d[\w.]*(-\d+)?\.jar$", "", base)
 
 
@@ -53,8 +54,8 @@ def fetch(dest: Path, conf_dir: Path) -> list[Path]:
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"could not resolve {':'.join(DELTA_ARTIFACT)}:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
-    bundled = {_artifact(p.name) for p in spark_jars.glob("*.jar")}
-    keep = sorted(p for p in staging.glob("*.jar") if _artifact(p.name) not in bundled)
+    bundled = {_artifact(p.name, with_org=False) for p in spark_jars.glob("*.jar")}
+    keep = sorted(p for p in staging.glob("*.jar") if _artifact(p.name, with_org=True) not in bundled)
     if not any(p.name.startswith("io.delta_delta-spark") for p in keep):
         sys.exit(f"resolution finished but no delta-spark jar was retrieved into {staging}")
     shutil.rmtree(dest, ignore_errors=True)
@@ -68,6 +69,14 @@ def fetch(dest: Path, conf_dir: Path) -> list[Path]:
         "# Written by `make jars` (jobs/fetch_jars.py): Delta jars cached from Maven Central.\n"
         f"spark.driver.extraClassPath   {classpath}\n"
         f"spark.executor.extraClassPath {classpath}\n"
+    )
+    # Spark's INFO chatter would bury each task's own log lines in Airflow.
+    (conf_dir / "log4j2.properties").write_text(
+        "rootLogger.level = warn\nrootLogger.appenderRef.stdout.ref = console\n"
+        "appender.console.type = Console\nappender.console.name = console\nappender.console.target = SYSTEM_ERR\n"
+        "appender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex\n"
+        "logger.delta.name = org.apache.spark.sql.delta\nlogger.delta.level = warn\n"
     )
     (dest / ".complete").write_text("\n".join(p.name for p in keep) + "\n")
     print(f"cached {len(keep)} jars in {dest}; classpath written to {conf_dir / 'spark-defaults.conf'}")

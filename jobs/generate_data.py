@@ -66,8 +66,7 @@ def build_world(cfg: Config, days: int | None = None) -> World:
     g = cfg.generator
     rng = np.random.default_rng(g.seed)
     regions = [
-        REGION_NAMES[i % len(REGION_NAMES)] + ("" if i < len(REGION_NAMES) else str(i))
-        for i in range(g.regions)
+        REGION_NAMES[i % len(REGION_NAMES)] + ("" if i < len(REGION_NAMES) else str(i)) for i in range(g.regions)
     ]
     stores = []
     for r in range(g.retailers):
@@ -87,9 +86,7 @@ def build_world(cfg: Config, days: int | None = None) -> World:
     series = stores.merge(skus, how="cross")
     series["series_key"] = series["store_id"] + "|" + series["sku"]
     start = datetime.combine(g.start, datetime.min.time(), tzinfo=UTC)
-    return World(
-        stores, skus, series.reset_index(drop=True), cfg.pipeline.tick_minutes, start, days or g.days
-    )
+    return World(stores, skus, series.reset_index(drop=True), cfg.pipeline.tick_minutes, start, days or g.days)
 
 
 def expected_units(world: World) -> np.ndarray:
@@ -156,9 +153,7 @@ class _Injector:
         return aid
 
     def _ctx(self, kind: str, s: int, e: int, **scope) -> None:
-        self.context.append(
-            {"signal_type": kind, "start": self.w.tick_ts(s), "end": self.w.tick_ts(e), **scope}
-        )
+        self.context.append({"signal_type": kind, "start": self.w.tick_ts(s), "end": self.w.tick_ts(e), **scope})
 
     def social_viral(self) -> None:
         sr = self.w.series

@@ -45,6 +45,9 @@ TS_FORMATS = [
 ]
 DATED_FILE = re.compile(r"_(\d{4}-\d{2}-\d{2})\.csv$")
 
+# The tables this job appends to: each table has exactly one writer task in the DAG.
+WRITES = ("unified_sales_data", "ingest_quarantine", "sales_timeseries_data", "ingest_audit_log")
+
 
 class InputMissingError(FileNotFoundError):
     pass
@@ -180,9 +183,7 @@ def classify(raw: DataFrame, tick_seconds: int, grain: str) -> DataFrame:
         F.when(conflict, F.lit("another row has the same batch, store, sku and timestamp")).otherwise(
             F.col("reason_detail")
         ),
-    ).withColumn(
-        "reason_code", F.when(conflict, F.lit("DUPLICATE_KEY_CONFLICT")).otherwise(F.col("reason_code"))
-    )
+    ).withColumn("reason_code", F.when(conflict, F.lit("DUPLICATE_KEY_CONFLICT")).otherwise(F.col("reason_code")))
     return df
 
 
@@ -241,11 +242,22 @@ def to_timeseries(accepted: DataFrame, tick_seconds: int, grain: str) -> DataFra
             F.count(F.lit(1)).alias("source_rows"),
         )
         .select(
-            "run_id", "series_key", "store_id", "sku", "retailer_id", "region", "category",
-            F.col("tick").alias("ts"), "units", "revenue", "source_rows",
-            F.col("tick").alias("written_at"), F.lit(False).alias("is_degraded"), F.to_date("tick").alias("date"),
+            "run_id",
+            "series_key",
+            "store_id",
+            "sku",
+            "retailer_id",
+            "region",
+            "category",
+            F.col("tick").alias("ts"),
+            "units",
+            "revenue",
+            "source_rows",
+            F.col("tick").alias("written_at"),
+            F.lit(False).alias("is_degraded"),
+            F.to_date("tick").alias("date"),
         )
-    )  # fmt: skip
+    )
 
 
 def audit(classified: DataFrame, tick_frame: DataFrame, run_id: str, grain: str) -> DataFrame:
@@ -253,13 +265,11 @@ def audit(classified: DataFrame, tick_frame: DataFrame, run_id: str, grain: str)
     counts = classified.groupBy("tick_ts").agg(
         F.count(F.lit(1)).alias("rows_read"),
         F.sum((F.col("reason_code").isNull() & ~F.col("is_duplicate")).cast("long")).alias("rows_accepted"),
-        F.sum((F.col("reason_code").isNotNull() & ~F.col("is_duplicate")).cast("long")).alias(
-            "rows_quarantined"
-        ),
+        F.sum((F.col("reason_code").isNotNull() & ~F.col("is_duplicate")).cast("long")).alias("rows_quarantined"),
         F.sum(F.col("is_duplicate").cast("long")).alias("rows_duplicate_dropped"),
-        F.count_distinct(
-            F.when(F.col("reason_code").isNull() & ~F.col("is_duplicate"), series_key(grain))
-        ).alias("series_count"),
+        F.count_distinct(F.when(F.col("reason_code").isNull() & ~F.col("is_duplicate"), series_key(grain))).alias(
+            "series_count"
+        ),
         F.array_sort(F.collect_set("source_file")).alias("source_files"),
     )
     zero = F.lit(0).cast("long")
@@ -267,12 +277,14 @@ def audit(classified: DataFrame, tick_frame: DataFrame, run_id: str, grain: str)
         F.lit(run_id).alias("run_id"),
         "tick_ts",
         F.coalesce("source_files", F.array().cast("array<string>")).alias("source_files"),
-        *[F.coalesce(c, zero).alias(c) for c in
-          ("rows_read", "rows_accepted", "rows_quarantined", "rows_duplicate_dropped", "series_count")],
+        *[
+            F.coalesce(c, zero).alias(c)
+            for c in ("rows_read", "rows_accepted", "rows_quarantined", "rows_duplicate_dropped", "series_count")
+        ],
         F.col("tick_ts").alias("written_at"),
         (F.coalesce("rows_accepted", zero) == 0).alias("is_degraded"),
         F.to_date("tick_ts").alias("date"),
-    )  # fmt: skip
+    )
 
 
 # -- the job -----------------------------------------------------------------------------------------
@@ -301,16 +313,17 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     if classified is not None:
         accepted = accepted_rows(classified, run_id)
         written["unified_sales_data"] = lake.append_new("unified_sales_data", accepted, days)
-        written["ingest_quarantine"] = lake.append_new(
-            "ingest_quarantine", quarantine_rows(classified, run_id), days
-        )
+        written["ingest_quarantine"] = lake.append_new("ingest_quarantine", quarantine_rows(classified, run_id), days)
         written["sales_timeseries_data"] = lake.append_new(
             "sales_timeseries_data", to_timeseries(accepted, tick_s, grain), days
         )
         audit_df = audit(classified, tick_frame, run_id, grain)
     else:
-        empty = spark.createDataFrame([], "tick_ts timestamp, reason_code string, is_duplicate boolean, "
-                                      "source_file string, store_id string, sku string")  # fmt: skip
+        empty = spark.createDataFrame(
+            [],
+            "tick_ts timestamp, reason_code string, is_duplicate boolean, "
+            "source_file string, store_id string, sku string",
+        )
         audit_df = audit(empty, tick_frame, run_id, grain)
     written["ingest_audit_log"] = lake.append_new("ingest_audit_log", audit_df, days)
     if classified is not None:

@@ -16,6 +16,9 @@ from jobs.lib.spark import build_spark
 from jobs.lib.tables import Lakehouse
 from jobs.lib.ticks import parse_ts
 
+# The tables this job appends to: each table has exactly one writer task in the DAG.
+WRITES = ("demo_run_config",)
+
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -35,14 +35,29 @@ SMALL = {
 
 
 def make_config(root: Path, **extra):
-    from jobs.lib.config import load_config
+    """Write a config file for the small data set under ``root`` (so subprocesses can use it) and load it."""
+    import yaml
 
-    paths = {
+    from jobs.lib.config import DEFAULT_CONFIG, load_config
+
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    overrides = {
+        **SMALL,
         "paths.landing": str(root / "landing"),
         "paths.lakehouse": str(root / "lakehouse"),
         "paths.metastore": str(root / "metastore"),
+        **extra,
     }
-    return load_config(None, {**SMALL, **paths, **extra})
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "mrs.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_config(path)
 
 
 @pytest.fixture(scope="session")

@@ -29,12 +29,12 @@ def test_bad_config_names_the_key(override, named):
 
 
 def test_missing_config_file_is_named(tmp_path):
-    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
         load_config(tmp_path / "nope.yaml")
 
 
 def test_unreadable_yaml_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("paths: [unclosed")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_config(bad)

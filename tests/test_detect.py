@@ -2,8 +2,8 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 from chispa import assert_df_equality
 
 from jobs import detect_anomalies as det
@@ -20,8 +20,14 @@ def steady_series(days=11, level=10.0, events=()):
     for start, n, value in events:
         i = int((pd.Timestamp(start.replace(tzinfo=None)) - ts[0]) / pd.Timedelta("15min"))
         units[i : i + n] = value
-    meta = {"series_key": "S1|K1", "store_id": "S1", "sku": "K1", "retailer_id": "R1", "region": "North",
-            "category": "CAT_A"}  # fmt: skip
+    meta = {
+        "series_key": "S1|K1",
+        "store_id": "S1",
+        "sku": "K1",
+        "retailer_id": "R1",
+        "region": "North",
+        "category": "CAT_A",
+    }
     return pd.DataFrame({**meta, "ts": ts, "units": units})
 
 

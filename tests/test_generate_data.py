@@ -34,9 +34,7 @@ def test_generator_writes_every_anomaly_type_context_and_bad_rows(tmp_path):
     assert {"social_trend", "competitor_stockout"} <= set(ctx.signal_type)
     cmp = pd.read_csv(tmp_path / "all_campaign_data" / "all_campaign_data.csv")
     assert {"paid_social", "in_store_promo"} <= set(cmp.campaign_type)
-    day = pd.read_csv(
-        sorted((tmp_path / "unified_sales_data").glob("*.csv"))[0], dtype=str, keep_default_na=False
-    )
+    day = pd.read_csv(sorted((tmp_path / "unified_sales_data").glob("*.csv"))[0], dtype=str, keep_default_na=False)
     assert (day.store_id == "").any()
     assert (day.units == "n/a").any()
     assert day.duplicated().any()

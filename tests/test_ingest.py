@@ -134,8 +134,11 @@ def test_ingest_of_generated_day_reconciles_and_reruns_add_nothing(spark, tmp_pa
     again = ingest.run(spark, cfg, start, end, run_id="t")
     assert first["sales_timeseries_data"] == 12 * 96
     assert {k: v for k, v in again.items() if isinstance(v, int) and k != "files"} == {
-        "unified_sales_data": 0, "ingest_quarantine": 0, "sales_timeseries_data": 0, "ingest_audit_log": 0,
-    }  # fmt: skip
+        "unified_sales_data": 0,
+        "ingest_quarantine": 0,
+        "sales_timeseries_data": 0,
+        "ingest_audit_log": 0,
+    }
     audit = Lakehouse(spark, cfg).read("ingest_audit_log", "t")
     bad = audit.where("rows_read != rows_accepted + rows_quarantined + rows_duplicate_dropped")
     assert bad.count() == 0

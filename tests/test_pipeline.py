@@ -73,8 +73,11 @@ def test_detection_finds_the_injected_anomalies(spark, whole_run):
 def test_every_log_carries_governance_fields_and_valid_scores(spark, whole_run):
     cfg, _ = whole_run
     lake = Lakehouse(spark, cfg)
-    for name in ("baseline_sales_model_prediction_log", "anomaly_classifier_model_prediction_log",
-                 "minority_reports_detected_log"):  # fmt: skip
+    for name in (
+        "baseline_sales_model_prediction_log",
+        "anomaly_classifier_model_prediction_log",
+        "minority_reports_detected_log",
+    ):
         df = lake.read(name)
         assert {"run_id", "written_at", "report_status", "is_degraded", "report_id"} <= set(df.columns)
     mrdl = lake.read("minority_reports_detected_log")

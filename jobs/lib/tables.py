@@ -33,9 +33,7 @@ class Table:
 TABLES: dict[str, Table] = {
     t.name: t
     for t in [
-        Table(
-            "demo_run_config", mrs.DEMO_RUN_CONFIG, ("seq",), (), "active run_id: the row with the latest seq"
-        ),
+        Table("demo_run_config", mrs.DEMO_RUN_CONFIG, ("seq",), (), "active run_id: the row with the latest seq"),
         Table(
             "unified_sales_data",
             mrs.UNIFIED_SALES_DATA,
@@ -168,8 +166,7 @@ def catalog_ddl(cfg: Config) -> str:
     lines = [f"CREATE SCHEMA IF NOT EXISTS {CATALOG_SCHEMA};"]
     for t in TABLES.values():
         cols = ",\n  ".join(
-            f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}"
-            for f in t.schema.fields
+            f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in t.schema.fields
         )
         part = f"\nPARTITIONED BY ({', '.join(t.partition_by)})" if t.partition_by else ""
         comment = t.description.replace("'", "")
