@@ -72,6 +72,7 @@ class Params:
     min_history_days: int
     min_day_coverage: float
     trim: float
+    weekly_min_days: int
     floor_rate: float
     baseline_rel_error: float
     windows: tuple[int, ...]
@@ -127,6 +128,25 @@ def _trimmed_mean(m: np.ndarray, trim: float) -> np.ndarray:
     return out
 
 
+def _profile(hist: np.ndarray, trim: float) -> np.ndarray:
+    """Expected units per time-of-day slot: a trimmed mean over history days (rows) of each slot."""
+    slots = hist.shape[1]
+    if slots >= 3:  # pool each slot with its neighbours: steadier for low counts
+        pad = np.full((len(hist), 1), np.nan)
+        left, right = np.hstack([pad, hist[:, :-1]]), np.hstack([hist[:, 1:], pad])
+        # ... but not across opening or closing time (a closed neighbour drags an open slot down). A slot
+        # is open when it sold something on at least a fifth of the history days, or when both its
+        # neighbours are (a lone quiet slot in the middle of the day is chance, not closing time).
+        sold = np.mean(hist > 0, axis=0) >= 0.2
+        is_open = sold | (np.concatenate([[False], sold[:-1]]) & np.concatenate([sold[1:], [False]]))
+        left[:, np.concatenate([[True], is_open[:-1] != is_open[1:]])] = np.nan
+        right[:, np.concatenate([is_open[1:] != is_open[:-1], [True]])] = np.nan
+        samples = np.stack([left, hist, right], axis=2).transpose(1, 0, 2).reshape(slots, -1)
+    else:
+        samples = hist.T
+    return np.nan_to_num(_trimmed_mean(samples, trim))
+
+
 def baseline_matrix(
     y: np.ndarray, day0: pd.Timestamp, first_day: int, p: Params
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -145,29 +165,22 @@ def baseline_matrix(
         hist_days[i] = len(hist)
         if len(hist) < p.min_history_days:
             continue
-        if slots >= 3:  # pool each slot with its neighbours: steadier for low counts
-            pad = np.full((len(hist), 1), np.nan)
-            left, right = np.hstack([pad, hist[:, :-1]]), np.hstack([hist[:, 1:], pad])
-            # ... but not across opening or closing time (a closed neighbour drags an open slot down). A slot
-            # is open when it sold something on at least a fifth of the history days, or when both its
-            # neighbours are (a lone quiet slot in the middle of the day is chance, not closing time).
-            sold = np.mean(hist > 0, axis=0) >= 0.2
-            is_open = sold | (np.concatenate([[False], sold[:-1]]) & np.concatenate([sold[1:], [False]]))
-            left[:, np.concatenate([[True], is_open[:-1] != is_open[1:]])] = np.nan
-            right[:, np.concatenate([is_open[1:] != is_open[:-1], [True]])] = np.nan
-            samples = np.stack([left, hist, right], axis=2).transpose(1, 0, 2).reshape(slots, -1)
-        else:
-            samples = hist.T
-        profile = np.nan_to_num(_trimmed_mean(samples, p.trim))
+        profile = _profile(hist, p.trim)
         # A day's level relative to the profile, each slot capped so that a few anomalous hours cannot
         # carry into next week's baseline (a plain ratio of daily totals would).
         expected = profile.sum()
         capped = np.minimum(hist, 2.0 * profile[None, :] + 2.0)
         ratio = np.nansum(capped, axis=1) / expected if expected > 0 else np.ones(len(hist))
         factors = {w: float(np.median(ratio[hdow == w])) for w in np.unique(hdow)}
-        base[i] = profile * factors.get(dow[d], 1.0)
+        # With enough weeks of history, a weekday gets a profile of its own: weekend nights are not weekday
+        # nights scaled up. Otherwise the shared profile times the weekday's factor.
+        by_dow = {
+            w: _profile(hist[hdow == w], p.trim) if np.sum(hdow == w) >= p.weekly_min_days else profile * factors[w]
+            for w in factors
+        }
+        base[i] = by_dow.get(dow[d], profile * factors.get(dow[d], 1.0))
         # Overdispersion from the history's own residuals, its largest 2% left out (past anomalies).
-        fitted = profile[None, :] * np.array([factors[w] for w in hdow])[:, None]
+        fitted = np.stack([by_dow[w] for w in hdow])
         busy = fitted > 0.5
         if busy.sum() >= 10:
             excess = ((hist - fitted) ** 2 - fitted)[busy]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SPARK_CONF_DIR", str(REPO / ".cache" / "spark-conf"))
 os.environ["TZ"] = "UTC"
+# py4j logs its connection teardown at interpreter exit, after pytest has closed the captured streams.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 # Small but complete: 4 stores x 3 SKUs, 12 days, every anomaly type after the 7-day warm-up.
 SMALL = {
@@ -38,7 +41,7 @@ def make_config(root: Path, **extra):
     """Write a config file for the small data set under ``root`` (so subprocesses can use it) and load it."""
     import yaml
 
-    from jobs.lib.config import DEFAULT_CONFIG, load_config
+    from jobs.lib.config import DEFAULT_CONFIG, apply_overrides, load_config
 
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     overrides = {
@@ -48,12 +51,7 @@ def make_config(root: Path, **extra):
         "paths.metastore": str(root / "metastore"),
         **extra,
     }
-    for dotted, value in overrides.items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+    apply_overrides(raw, overrides)
     root.mkdir(parents=True, exist_ok=True)
     path = root / "mrs.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

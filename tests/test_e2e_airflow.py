@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs import evaluate_detection
+from jobs import evaluate_detection, ingest
 from jobs.generate_data import generate
 from jobs.lib.tables import Lakehouse
 from tests.conftest import make_config
@@ -32,10 +32,17 @@ def airflow(env, *args):
     return res.stdout + res.stderr
 
 
-def test_pipeline_dag_turns_sales_into_reports_and_resets_run_id(spark, tmp_path):
+def test_pipeline_dag_turns_sales_into_reports_under_a_new_run_id(spark, tmp_path):
     cfg = make_config(tmp_path)
     generate(cfg, cfg.paths.landing)
     end = START + timedelta(days=cfg.generator.days)
+    # An earlier demo's rows, under the default run_id; the DAG run below resets to a new one.
+    last_day = end - timedelta(days=1)
+    ingest.run(spark, cfg, last_day, end)
+    lake = Lakehouse(spark, cfg)
+    earlier = lake.read("sales_timeseries_data", "demo-001").count()
+    assert earlier == 12 * 96
+
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
@@ -48,33 +55,16 @@ def test_pipeline_dag_turns_sales_into_reports_and_resets_run_id(spark, tmp_path
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     airflow(env, "db", "migrate")
-    conf = {"start": START.isoformat(), "end": end.isoformat()}
+    conf = {"start": START.isoformat(), "end": end.isoformat(), "reset_run_id": "demo-002"}
     out = airflow(env, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", json.dumps(conf))
     assert "detect_anomalies" in out
 
-    lake = Lakehouse(spark, cfg)
-    assert lake.active_run_id() == "demo-001"
-    quality = evaluate_detection.run(spark, cfg, run_id="demo-001")
+    assert lake.active_run_id() == "demo-002"
+    assert [r.run_id for r in lake.read("demo_run_config").orderBy("seq").collect()] == ["demo-002"]
+    quality = evaluate_detection.run(spark, cfg)  # reads the active run_id
+    assert quality["run_id"] == "demo-002"
     assert quality["injected_anomalies"] == 6
     assert quality["anomaly_recall"] >= 5 / 6, quality
-
-    # Demo reset: a new run_id becomes active; the earlier run's rows stay where they were.
-    before = lake.read("minority_reports_detected_log", "demo-001").count()
-    last_day = {
-        "start": (end - timedelta(days=1)).isoformat(),
-        "end": end.isoformat(),
-        "reset_run_id": "demo-002",
-    }
-    airflow(
-        env,
-        "dags",
-        "test",
-        "mrs_pipeline",
-        (end + timedelta(days=1)).isoformat(),
-        "--conf",
-        json.dumps(last_day),
-    )
-    assert lake.active_run_id() == "demo-002"
-    assert lake.read("sales_timeseries_data", "demo-002").count() == 12 * 96
-    assert lake.read("minority_reports_detected_log", "demo-001").count() == before
-    assert [r.run_id for r in lake.read("demo_run_config").orderBy("seq").collect()] == ["demo-002"]
+    # The earlier run is untouched and still queryable.
+    assert lake.read("sales_timeseries_data", "demo-001").count() == earlier
+    assert lake.read("minority_reports_detected_log", "demo-001").count() == 0

@@ -60,6 +60,7 @@ class Detection(_Strict):
     min_history_days: int = Field(7, ge=1)
     min_day_coverage: float = Field(0.9, gt=0, le=1)
     trim: float = Field(0.2, ge=0, lt=0.5)
+    weekly_min_days: int = Field(3, ge=2)
     floor_rate: float = Field(0.05, gt=0)
     baseline_rel_error: float = Field(0.1, ge=0)
     windows: list[int]
@@ -132,6 +133,17 @@ def _resolve(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+def apply_overrides(raw: dict, overrides: dict) -> dict:
+    """Set ``{"section.key": value}`` entries in a raw config mapping, in place."""
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return raw
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
     """Read and validate a config file; relative paths resolve against the repository root."""
     path = Path(path or os.environ.get("MRS_CONFIG") or DEFAULT_CONFIG)
@@ -143,12 +155,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+    apply_overrides(raw, overrides or {})
     try:
         cfg = Config.model_validate({**raw, "source": path})
     except ValidationError as e:
