@@ -139,12 +139,8 @@ class Lakehouse:
                 return 0
             cond += " AND t.date IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in days) + ")"
         source = conform(df, t.schema)
-        before = target.history(1).select("version").first()["version"]
-        target.alias("t").merge(source.alias("s"), cond).whenNotMatchedInsertAll().execute()
-        last = target.history(1).select("version", "operationMetrics").first()
-        if last["version"] == before:  # nothing new: Delta made no commit
-            return 0
-        return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
+        metrics = target.alias("t").merge(source.alias("s"), cond).whenNotMatchedInsertAll().execute().first()
+        return int(metrics["num_inserted_rows"]) if metrics else 0
 
     # -- run_id (spec decision 8) -------------------------------------------------------------------
     def active_run_id(self) -> str:
