@@ -33,7 +33,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy import stats
 
+from jobs.lib.cli import parse_stage_args
 from jobs.lib.config import Config
+from jobs.lib.spark import build_spark
+from jobs.lib.tables import Lakehouse
 from jobs.lib.ticks import dates_of, fmt_ts
 
 SERIES_COLS = ["series_key", "store_id", "sku", "retailer_id", "region", "category"]
@@ -395,11 +398,10 @@ def detect(series: DataFrame, open_reports: DataFrame, p: Params) -> DataFrame:
     """Sales time series (+ the previous tick's open reports) -> one detection row per series and tick."""
     params = asdict(p)
 
-    def fn(key, pdf: pd.DataFrame, open_pdf: pd.DataFrame) -> pd.DataFrame:
-        if pdf.empty:
+    def fn(_key, pdf: pd.DataFrame, open_pdf: pd.DataFrame) -> pd.DataFrame:
+        if pdf.empty:  # an open report whose series has no rows left in the lookback
             return pd.DataFrame(columns=[c.split()[0] for c in OUTPUT_SCHEMA.split(", ")])
-        res = detect_series(pdf.sort_values("ts"), open_pdf, Params(**params))
-        return res
+        return detect_series(pdf.sort_values("ts"), open_pdf, Params(**params))
 
     return series.groupBy("series_key").cogroup(open_reports.groupBy("series_key")).applyInPandas(fn, OUTPUT_SCHEMA)
 
@@ -412,12 +414,12 @@ def to_logs(rows: DataFrame, run_id: str, model_version: str) -> dict[str, DataF
         F.to_date("ts").alias("date"),
     ]
     rows = rows.select("*", *common)
-    reports = rows.where(F.col("report_status") != "none").select(
-        "*",
-        F.col("first_detected_from").alias("window_start"),
-        F.col("report_direction").alias("direction_r"),
+    # In the MRDL, direction is the report's (its totals so far), not the current tick's.
+    mrdl = (
+        rows.where(F.col("report_status") != "none")
+        .withColumn("window_start", F.col("first_detected_from"))
+        .withColumn("direction", F.col("report_direction"))
     )
-    mrdl = reports.drop("direction").withColumnRenamed("direction_r", "direction")
     return {
         "baseline_sales_model_prediction_log": rows,
         "anomaly_classifier_model_prediction_log": rows,
@@ -425,7 +427,7 @@ def to_logs(rows: DataFrame, run_id: str, model_version: str) -> dict[str, DataF
     }
 
 
-def read_inputs(lake, p: Params, run_id: str) -> tuple[DataFrame, DataFrame]:
+def read_inputs(lake: Lakehouse, p: Params, run_id: str) -> tuple[DataFrame, DataFrame]:
     """The bounded inputs of a run: the lookback of sales and the previous tick's open reports."""
     prev_tick = p.start - timedelta(seconds=p.tick_seconds)
     series = (
@@ -444,8 +446,6 @@ def read_inputs(lake, p: Params, run_id: str) -> tuple[DataFrame, DataFrame]:
 
 
 def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id: str | None = None) -> dict:
-    from jobs.lib.tables import Lakehouse
-
     lake = Lakehouse(spark, cfg)
     run_id = run_id or lake.active_run_id()
     p = Params.from_config(cfg, start, end)
@@ -460,9 +460,6 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jobs.lib.cli import parse_stage_args
-    from jobs.lib.spark import build_spark
-
     a = parse_stage_args(__doc__.split("\n\n")[0], argv)
     spark = build_spark(a.cfg, "detect_anomalies")
     written = run(spark, a.cfg, a.start, a.end, a.run_id)

@@ -15,7 +15,9 @@ import json
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.lib.config import Config
+from jobs.lib.config import Config, load_config
+from jobs.lib.spark import build_spark
+from jobs.lib.tables import Lakehouse
 
 TRUTH_SCHEMA = (
     "anomaly_id string, anomaly_type string, detection_type string, series_key string, store_id string, "
@@ -89,8 +91,6 @@ def evaluate(reports: DataFrame, truth: DataFrame, tick_seconds: int, series_day
 
 
 def run(spark: SparkSession, cfg: Config, truth_path: str | None = None, run_id: str | None = None) -> dict:
-    from jobs.lib.tables import Lakehouse
-
     lake = Lakehouse(spark, cfg)
     run_id = run_id or lake.active_run_id()
     truth_path = truth_path or str(cfg.paths.landing / "ground_truth" / "ground_truth.csv")
@@ -120,9 +120,6 @@ def run(spark: SparkSession, cfg: Config, truth_path: str | None = None, run_id:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jobs.lib.config import load_config
-    from jobs.lib.spark import build_spark
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config")
     p.add_argument("--truth", help="ground truth CSV (default: <landing>/ground_truth/ground_truth.csv)")

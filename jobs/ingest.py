@@ -23,7 +23,10 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from jobs.lib.cli import parse_stage_args
 from jobs.lib.config import Config
+from jobs.lib.spark import build_spark
+from jobs.lib.tables import Lakehouse
 from jobs.lib.ticks import dates_of, ticks
 
 INPUT_COLUMNS = [
@@ -111,6 +114,10 @@ def tick_floor(ts: Column, tick_seconds: int) -> Column:
     return F.timestamp_seconds(secs - F.pmod(secs, F.lit(tick_seconds)))
 
 
+def _blank(c: str) -> Column:
+    return F.col(c).isNull() | (F.trim(F.col(c)) == "")
+
+
 def classify(raw: DataFrame, tick_seconds: int, grain: str) -> DataFrame:
     """Parse, validate and de-duplicate raw rows.
 
@@ -118,7 +125,6 @@ def classify(raw: DataFrame, tick_seconds: int, grain: str) -> DataFrame:
     an unparseable timestamp the first tick of its file's valid data), ``reason_code``/``reason_detail``
     (NULL when accepted) and ``is_duplicate`` (an exact copy of an earlier row, dropped).
     """
-    blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
     df = raw.withColumn("ts", _parse_ts(F.col("timestamp")))
     df = df.withColumn("units_d", F.col("units").try_cast("double"))
     df = df.withColumn("revenue_d", F.col("revenue").try_cast("double"))
@@ -140,9 +146,9 @@ def classify(raw: DataFrame, tick_seconds: int, grain: str) -> DataFrame:
             "BAD_TIMESTAMP",
             F.format_string("timestamp %s is not ISO-8601", F.col("timestamp")),
         ),
-        (blank("store_id"), "NULL_KEY", F.lit("store_id is empty")),
+        (_blank("store_id"), "NULL_KEY", F.lit("store_id is empty")),
         (
-            blank("units"),
+            _blank("units"),
             "NON_NUMERIC_UNITS",
             F.lit("units is empty"),
         ),
@@ -153,13 +159,13 @@ def classify(raw: DataFrame, tick_seconds: int, grain: str) -> DataFrame:
         ),
         (F.col("units_d") < 0, "NEGATIVE_UNITS", F.format_string("units %s is negative", F.col("units"))),
         (
-            ~blank("revenue") & F.col("revenue_d").isNull(),
+            ~_blank("revenue") & F.col("revenue_d").isNull(),
             "NON_NUMERIC_REVENUE",
             F.format_string("revenue '%s' is not a number", F.col("revenue")),
         ),
     ]
     if grain == "store_sku":
-        checks.insert(3, (blank("sku"), "NULL_KEY", F.lit("sku is empty at store_sku grain")))
+        checks.insert(3, (_blank("sku"), "NULL_KEY", F.lit("sku is empty at store_sku grain")))
     code, detail = F.lit(None).cast("string"), F.lit(None).cast("string")
     for cond, c, d in reversed(checks):
         if c:
@@ -289,8 +295,6 @@ def audit(classified: DataFrame, tick_frame: DataFrame, run_id: str, grain: str)
 
 # -- the job -----------------------------------------------------------------------------------------
 def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id: str | None = None) -> dict:
-    from jobs.lib.tables import Lakehouse
-
     lake = Lakehouse(spark, cfg)
     run_id = run_id or lake.active_run_id()
     tick_s, grain = cfg.tick_seconds, cfg.pipeline.grain
@@ -332,9 +336,6 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jobs.lib.cli import parse_stage_args
-    from jobs.lib.spark import build_spark
-
     a = parse_stage_args(__doc__.split("\n\n")[0], argv)
     spark = build_spark(a.cfg, "ingest")
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from jobs.lib.config import load_config
+from jobs.lib.spark import build_spark
 from jobs.lib.tables import catalog_ddl
 
 
@@ -25,7 +26,6 @@ def main(argv: list[str] | None = None) -> None:
     if a.sql:
         print(ddl)
         return
-    from jobs.lib.spark import build_spark
 
     spark = build_spark(cfg, "register_catalog")
     for stmt in filter(None, (s.strip() for s in ddl.split(";"))):
