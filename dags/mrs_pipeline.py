@@ -8,7 +8,7 @@ Tasks, each a `spark-submit` of one job, and the tables each writes:
 - `reset_requested`: a branch; goes through `reset_run_id` only when the `reset_run_id` param is set
 - `reset_run_id` (`jobs/run_config.py`): `demo_run_config`
 - `ingest` (`jobs/ingest.py`): `unified_sales_data`, `ingest_quarantine`, `sales_timeseries_data`,
-  `ingest_audit_log`
+  `ingest_audit_log`, `contextual_data`, `all_campaign_data`
 - `detect_anomalies` (`jobs/detect_anomalies.py`): `baseline_sales_model_prediction_log`,
   `anomaly_classifier_model_prediction_log`, `minority_reports_detected_log`
 

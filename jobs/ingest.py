@@ -17,6 +17,7 @@ stops the job with a message naming it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -49,7 +50,14 @@ TS_FORMATS = [
 DATED_FILE = re.compile(r"_(\d{4}-\d{2}-\d{2})\.csv$")
 
 # The tables this job appends to: each table has exactly one writer task in the DAG.
-WRITES = ("unified_sales_data", "ingest_quarantine", "sales_timeseries_data", "ingest_audit_log")
+WRITES = (
+    "unified_sales_data",
+    "ingest_quarantine",
+    "sales_timeseries_data",
+    "ingest_audit_log",
+    "contextual_data",
+    "all_campaign_data",
+)
 
 
 class InputMissingError(FileNotFoundError):
@@ -75,14 +83,14 @@ def landing_files(folder: Path, start: datetime, end: datetime) -> tuple[list[Pa
     return files, missing
 
 
-def read_raw(spark: SparkSession, path: Path, cfg: Config) -> DataFrame:
-    """One file's rows as strings in the canonical columns, with ``_raw`` (JSON) and ``_problem``.
+def read_raw(spark: SparkSession, path: Path, required: list[str], columns: list[str] = INPUT_COLUMNS) -> DataFrame:
+    """One file's rows as strings in the canonical ``columns``, with ``_raw`` (JSON) and ``_problem``.
 
     ``_problem`` is set for the whole file when its header lacks a required column (schema drift), and per
     row when a line does not parse as CSV.
     """
     header = spark.read.option("header", True).csv(str(path)).columns
-    missing = [c for c in cfg.ingest.required_columns if c not in header]
+    missing = [c for c in required if c not in header]
     schema = ", ".join(f"`{c}` STRING" for c in header) + ", `_corrupt` STRING"
     df = (
         spark.read.option("header", True)
@@ -97,7 +105,7 @@ def read_raw(spark: SparkSession, path: Path, cfg: Config) -> DataFrame:
     else:
         problem = F.when(F.col("_corrupt").isNotNull(), F.lit("MALFORMED_ROW|line does not match the header"))
     return df.select(
-        *[(F.col(f"`{c}`") if c in header else F.lit(None).cast("string")).alias(c) for c in INPUT_COLUMNS],
+        *[(F.col(f"`{c}`") if c in header else F.lit(None).cast("string")).alias(c) for c in columns],
         F.lit(path.name).alias("source_file"),
         F.coalesce(F.col("_corrupt"), raw).alias("_raw"),
         problem.alias("_problem"),
@@ -293,6 +301,117 @@ def audit(classified: DataFrame, tick_frame: DataFrame, run_id: str, grain: str)
     )
 
 
+# -- reference feeds: context signals and campaigns ------------------------------------------------------
+@dataclass(frozen=True)
+class Feed:
+    """A landing folder of time-ranged records (``start``/``end``) that attribution reads as evidence."""
+
+    table: str
+    columns: list[str]
+    required: list[str]
+    numeric: str
+    key: str | None  # the feed's own record id column; otherwise a hash of the record's content
+
+
+FEEDS = [
+    Feed(
+        "contextual_data",
+        ["signal_type", "start", "end", "store_id", "region", "category", "sku", "source", "detail", "intensity"],
+        ["signal_type", "start", "end"],
+        "intensity",
+        None,
+    ),
+    Feed(
+        "all_campaign_data",
+        ["campaign_id", "campaign_type", "channel", "retailer_id", "category", "sku", "start", "end", "daily_spend"],
+        ["campaign_id", "start", "end"],
+        "daily_spend",
+        "campaign_id",
+    ),
+]
+
+
+def classify_feed(raw: DataFrame, feed: Feed, tick_seconds: int) -> DataFrame:
+    """Parse and validate feed records: adds ``start_ts``/``end_ts``, ``record_id``, ``tick_ts`` (the tick
+    that owns a bad record: its start's, or its file's first valid start's), reasons and duplicates."""
+    df = raw.withColumn("start_ts", _parse_ts(F.col("start"))).withColumn("end_ts", _parse_ts(F.col("end")))
+    df = df.withColumn("value_d", F.col(feed.numeric).try_cast("double"))
+    file_first = F.min("start_ts").over(Window.partitionBy("source_file"))
+    df = df.withColumn(
+        "tick_ts",
+        F.coalesce(
+            tick_floor(F.col("start_ts"), tick_seconds),
+            tick_floor(file_first, tick_seconds),
+            F.lit("1970-01-01 00:00:00").cast("timestamp"),
+        ),
+    )
+    checks: list[tuple[Column, str, Column]] = [
+        (F.col("start_ts").isNull() | F.col("end_ts").isNull(), "BAD_TIMESTAMP",
+         F.format_string("start %s / end %s is not ISO-8601", F.col("start"), F.col("end"))),
+        (F.col("end_ts") <= F.col("start_ts"), "BAD_TIMESTAMP", F.lit("end is not after start")),
+        *[(_blank(c), "NULL_KEY", F.lit(f"{c} is empty")) for c in feed.required if c not in ("start", "end")],
+        (~_blank(feed.numeric) & F.col("value_d").isNull(), "NON_NUMERIC_VALUE",
+         F.format_string(f"{feed.numeric} '%s' is not a number", F.col(feed.numeric))),
+    ]  # fmt: skip
+    code, detail = F.lit(None).cast("string"), F.lit(None).cast("string")
+    for cond, c, d in reversed(checks):
+        code, detail = F.when(cond, F.lit(c)).otherwise(code), F.when(cond, d).otherwise(detail)
+    problem = F.col("_problem").isNotNull()
+    code = F.when(problem, F.split("_problem", r"\|")[0]).otherwise(code)
+    detail = F.when(problem, F.split("_problem", r"\|")[1]).otherwise(detail)
+    content = F.sha2(F.concat_ws("\u0001", *[F.coalesce(F.col(c), F.lit("\u0000")) for c in feed.columns]), 256)
+    first = Window.partitionBy("_content").orderBy("source_file", "_raw")
+    return (
+        df.withColumn("reason_code", code)
+        .withColumn("reason_detail", detail)
+        .withColumn("_content", content)
+        .withColumn("is_duplicate", F.row_number().over(first) > 1)
+        .withColumn("record_id", F.col(feed.key) if feed.key else F.col("_content"))
+    )
+
+
+def feed_rows(classified: DataFrame, feed: Feed, run_id: str, start: datetime, end: datetime) -> DataFrame:
+    """Valid records whose time range overlaps [start, end), stamped with the tick they start in."""
+    ok = classified.where(F.col("reason_code").isNull() & ~F.col("is_duplicate"))
+    ok = ok.where((F.col("start_ts") < F.lit(end)) & (F.col("end_ts") > F.lit(start)))
+    values = [F.col(c) for c in feed.columns if c not in ("start", "end", feed.numeric)]
+    return ok.select(
+        F.lit(run_id).alias("run_id"),
+        "record_id",
+        *values,
+        F.col("start_ts").alias("start"),
+        F.col("end_ts").alias("end"),
+        F.col("value_d").alias(feed.numeric),
+        "source_file",
+        F.col("tick_ts").alias("written_at"),
+        F.lit(False).alias("is_degraded"),
+    )
+
+
+def ingest_feeds(spark: SparkSession, lake: Lakehouse, cfg: Config, start, end, run_id: str) -> dict:
+    """Load context and campaign records for the interval; a missing feed is reported, not fatal (attribution
+    then runs degraded on intrinsic evidence)."""
+    written = {}
+    for feed in FEEDS:
+        folder = cfg.paths.landing / feed.table
+        files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+        if not files:
+            written[feed.table] = "missing"
+            continue
+        raw = None
+        for f in files:
+            part = read_raw(spark, f, feed.required, feed.columns)
+            raw = part if raw is None else raw.unionByName(part)
+        classified = classify_feed(raw, feed, cfg.tick_seconds).persist()
+        written[feed.table] = lake.append_new(feed.table, feed_rows(classified, feed, run_id, start, end))
+        owned = classified.where((F.col("tick_ts") >= F.lit(start)) & (F.col("tick_ts") < F.lit(end)))
+        written[f"{feed.table}_quarantined"] = lake.append_new(
+            "ingest_quarantine", quarantine_rows(owned, run_id), dates_of(start, end)
+        )
+        classified.unpersist()
+    return written
+
+
 # -- the job -----------------------------------------------------------------------------------------
 def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id: str | None = None) -> dict:
     lake = Lakehouse(spark, cfg)
@@ -304,7 +423,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     if files:
         raw = None
         for f in files:
-            part = read_raw(spark, f, cfg)
+            part = read_raw(spark, f, cfg.ingest.required_columns)
             raw = part if raw is None else raw.unionByName(part)
         classified = classify(raw, tick_s, grain).where(
             (F.col("tick_ts") >= F.lit(start)) & (F.col("tick_ts") < F.lit(end))
@@ -332,6 +451,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     written["ingest_audit_log"] = lake.append_new("ingest_audit_log", audit_df, days)
     if classified is not None:
         classified.unpersist()
+    written.update(ingest_feeds(spark, lake, cfg, start, end, run_id))
     return written
 
 

@@ -168,3 +168,42 @@ MINORITY_REPORTS_DETECTED_LOG = StructType(
         _f("date", DateType(), False),
     ]
 )
+
+CONTEXTUAL_DATA = StructType(
+    [
+        _f("run_id", StringType(), False),
+        _f("record_id", StringType(), False),  # sha256 of the record's content
+        _f("signal_type", StringType(), False),  # social_trend | competitor_stockout | store_incident | ...
+        _f("store_id", StringType()),  # the scope: any of store, region, category, sku may be set
+        _f("region", StringType()),
+        _f("category", StringType()),
+        _f("sku", StringType()),
+        _f("source", StringType()),
+        _f("detail", StringType()),
+        _f("start", TimestampType(), False),
+        _f("end", TimestampType(), False),
+        _f("intensity", DoubleType()),
+        _f("source_file", StringType(), False),
+        _f("written_at", TimestampType(), False),  # the tick the record starts in
+        _f("is_degraded", BooleanType(), False),
+    ]
+)
+
+ALL_CAMPAIGN_DATA = StructType(
+    [
+        _f("run_id", StringType(), False),
+        _f("record_id", StringType(), False),  # the campaign_id
+        _f("campaign_id", StringType(), False),
+        _f("campaign_type", StringType()),  # paid_social | paid_search | display | in_store_promo | ...
+        _f("channel", StringType()),
+        _f("retailer_id", StringType()),
+        _f("category", StringType()),
+        _f("sku", StringType()),
+        _f("start", TimestampType(), False),
+        _f("end", TimestampType(), False),
+        _f("daily_spend", DoubleType()),
+        _f("source_file", StringType(), False),
+        _f("written_at", TimestampType(), False),
+        _f("is_degraded", BooleanType(), False),
+    ]
+)

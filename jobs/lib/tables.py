@@ -76,6 +76,20 @@ TABLES: dict[str, Table] = {
             ("run_id", "report_id", "written_at"),
             description="MRDL: one snapshot per active report per tick",
         ),
+        Table(
+            "contextual_data",
+            mrs.CONTEXTUAL_DATA,
+            ("run_id", "record_id"),
+            (),
+            "context signals (social trends, competitor stockouts, incidents) with their time range and scope",
+        ),
+        Table(
+            "all_campaign_data",
+            mrs.ALL_CAMPAIGN_DATA,
+            ("run_id", "record_id"),
+            (),
+            "paid campaigns and in-store promotions with their time range and scope",
+        ),
     ]
 }
 
