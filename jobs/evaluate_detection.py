@@ -96,20 +96,13 @@ def run(spark: SparkSession, cfg: Config, truth_path: str | None = None, run_id:
     truth_path = truth_path or str(cfg.paths.landing / "ground_truth" / "ground_truth.csv")
     truth = spark.read.option("header", True).schema(TRUTH_SCHEMA).csv(truth_path)
     reports = latest_reports(lake.read("minority_reports_detected_log", run_id), cfg.tick_seconds)
-    # Series-days actually scored: days on which the baseline had its minimum history.
-    scored = (
+    # Series-days actually scored (the baseline had its minimum history), and when scoring began: only
+    # anomalies inside the scored period can be found, and the generator keeps them there.
+    scored, first_ts = (
         lake.read("baseline_sales_model_prediction_log", run_id)
         .where(F.col("baseline_units").isNotNull())
-        .select("series_key", "date")
-        .distinct()
-        .count()
-    )
-    # Only anomalies inside the scored period can be found; the generator keeps them there.
-    first_ts = (
-        lake.read("baseline_sales_model_prediction_log", run_id)
-        .where(F.col("baseline_units").isNotNull())
-        .agg(F.min("ts"))
-        .first()[0]
+        .agg(F.count_distinct("series_key", "date"), F.min("ts"))
+        .first()
     )
     if first_ts is not None:
         truth = truth.where(F.col("start") >= F.lit(first_ts))
