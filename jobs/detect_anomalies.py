@@ -37,7 +37,7 @@ from jobs.lib.cli import parse_stage_args
 from jobs.lib.config import Config
 from jobs.lib.spark import build_spark
 from jobs.lib.tables import Lakehouse
-from jobs.lib.ticks import dates_of, fmt_ts
+from jobs.lib.ticks import dates_between, dates_of, fmt_ts, naive_utc
 
 SERIES_COLS = ["series_key", "store_id", "sku", "retailer_id", "region", "category"]
 OPEN_COLS = [
@@ -114,11 +114,6 @@ def report_id(series_key: str, first_detected_from) -> str:
 
 
 # -- the per-series model (numpy) -----------------------------------------------------------------------
-def _naive_utc(dt) -> pd.Timestamp:
-    ts = pd.Timestamp(dt)
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
-
-
 def _trimmed_mean(m: np.ndarray, trim: float) -> np.ndarray:
     """Row-wise mean of the values left after dropping ``trim`` of each end (NaNs ignored)."""
     srt = np.sort(m, axis=1)  # NaNs sort last
@@ -252,8 +247,8 @@ def detect_series(pdf: pd.DataFrame, open_pdf: pd.DataFrame, p: Params) -> pd.Da
     """All detection rows of one series for the ticks in [p.start, p.end)."""
     tick = pd.Timedelta(seconds=p.tick_seconds)
     slots = 86400 // p.tick_seconds
-    day0 = _naive_utc(p.history_start)
-    start, end = _naive_utc(p.start), _naive_utc(p.end)
+    day0 = naive_utc(p.history_start)
+    start, end = naive_utc(p.start), naive_utc(p.end)
     last_day = (end - tick).normalize()
     n_days = (last_day - day0).days + 1
     grid = np.full(n_days * slots, np.nan)
@@ -326,7 +321,7 @@ def detect_series(pdf: pd.DataFrame, open_pdf: pd.DataFrame, p: Params) -> pd.Da
         o = open_pdf.iloc[0]
         cur = {
             "report_id": o["report_id"],
-            "first_detected_from": _naive_utc(o["first_detected_from"]),
+            "first_detected_from": naive_utc(o["first_detected_from"]),
             "a": float(o["attributed_sales_total"]),
             "b": float(o["baseline_sales_total"]),
             "peak": float(o["peak_anomaly_score"]),
@@ -432,7 +427,7 @@ def read_inputs(lake: Lakehouse, p: Params, run_id: str) -> tuple[DataFrame, Dat
     prev_tick = p.start - timedelta(seconds=p.tick_seconds)
     series = (
         lake.read("sales_timeseries_data", run_id)
-        .where(F.col("date").between(F.lit(p.history_start.date()), F.lit((p.end - timedelta(seconds=1)).date())))
+        .where(dates_between(p.history_start, p.end))
         .where(F.col("ts") < F.lit(p.end))
         .select(*SERIES_COLS, "ts", "units")
     )

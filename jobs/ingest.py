@@ -274,8 +274,11 @@ def to_timeseries(accepted: DataFrame, tick_seconds: int, grain: str) -> DataFra
     )
 
 
-def audit(classified: DataFrame, tick_frame: DataFrame, run_id: str, grain: str) -> DataFrame:
-    """Per tick of the interval: the reconciliation counts; ticks with no input are degraded."""
+def audit(
+    classified: DataFrame, tick_frame: DataFrame, run_id: str, grain: str, feeds_missing: list[str] = ()
+) -> DataFrame:
+    """Per tick of the interval: the reconciliation counts and the reference feeds that were absent (attribution
+    reads these to know its evidence is incomplete); ticks with no input are degraded."""
     counts = classified.groupBy("tick_ts").agg(
         F.count(F.lit(1)).alias("rows_read"),
         F.sum((F.col("reason_code").isNull() & ~F.col("is_duplicate")).cast("long")).alias("rows_accepted"),
@@ -295,6 +298,7 @@ def audit(classified: DataFrame, tick_frame: DataFrame, run_id: str, grain: str)
             F.coalesce(c, zero).alias(c)
             for c in ("rows_read", "rows_accepted", "rows_quarantined", "rows_duplicate_dropped", "series_count")
         ],
+        F.array(*[F.lit(f) for f in sorted(feeds_missing)]).cast("array<string>").alias("feeds_missing"),
         F.col("tick_ts").alias("written_at"),
         (F.coalesce("rows_accepted", zero) == 0).alias("is_degraded"),
         F.to_date("tick_ts").alias("date"),
@@ -433,6 +437,8 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
         classified = None
     days = dates_of(start, end)
     written = {"files": len(files), "missing_days": [d.isoformat() for d in missing_days]}
+    written.update(ingest_feeds(spark, lake, cfg, start, end, run_id))
+    feeds_missing = [f.table for f in FEEDS if written[f.table] == "missing"]
     if classified is not None:
         accepted = accepted_rows(classified, run_id)
         written["unified_sales_data"] = lake.append_new("unified_sales_data", accepted, days)
@@ -440,18 +446,17 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
         written["sales_timeseries_data"] = lake.append_new(
             "sales_timeseries_data", to_timeseries(accepted, tick_s, grain), days
         )
-        audit_df = audit(classified, tick_frame, run_id, grain)
+        audit_df = audit(classified, tick_frame, run_id, grain, feeds_missing)
     else:
         empty = spark.createDataFrame(
             [],
             "tick_ts timestamp, reason_code string, is_duplicate boolean, "
             "source_file string, store_id string, sku string",
         )
-        audit_df = audit(empty, tick_frame, run_id, grain)
+        audit_df = audit(empty, tick_frame, run_id, grain, feeds_missing)
     written["ingest_audit_log"] = lake.append_new("ingest_audit_log", audit_df, days)
     if classified is not None:
         classified.unpersist()
-    written.update(ingest_feeds(spark, lake, cfg, start, end, run_id))
     return written
 
 

@@ -83,6 +83,7 @@ INGEST_AUDIT_LOG = StructType(
         _f("rows_quarantined", LongType(), False),
         _f("rows_duplicate_dropped", LongType(), False),
         _f("series_count", LongType(), False),
+        _f("feeds_missing", ArrayType(StringType()), False),  # reference feeds absent when the tick was ingested
         _f("written_at", TimestampType(), False),
         _f("is_degraded", BooleanType(), False),  # no input at all for this tick
         _f("date", DateType(), False),
@@ -204,6 +205,112 @@ ALL_CAMPAIGN_DATA = StructType(
         _f("daily_spend", DoubleType()),
         _f("source_file", StringType(), False),
         _f("written_at", TimestampType(), False),
+        _f("is_degraded", BooleanType(), False),
+    ]
+)
+
+
+def _report_keys():
+    return [
+        _f("report_id", StringType(), False),
+        _f("run_id", StringType(), False),
+        *_series_keys(),
+        _f("retailer_id", StringType()),
+        _f("region", StringType()),
+        _f("category", StringType()),
+        _f("window_start", TimestampType(), False),
+        _f("window_end", TimestampType()),
+        _f("direction", StringType(), False),
+    ]
+
+
+def _governance():
+    return [
+        _f("report_status", StringType(), False),  # the MRDL snapshot's: active | ended
+        _f("written_at", TimestampType(), False),
+        _f("is_degraded", BooleanType(), False),
+        _f("date", DateType(), False),
+    ]
+
+
+CLUSTER_LIBRARY = StructType(
+    [
+        _f("library_version", StringType(), False),
+        _f("cluster_id", StringType(), False),
+        _f("cluster_name", StringType(), False),
+        _f("detection_type", StringType()),  # taxonomy type the name stands for; NULL: unexplained
+        _f("centroid", ArrayType(DoubleType()), False),  # in the scaled, weighted feature space
+        _f("member_count", LongType(), False),
+        _f("feature_names", ArrayType(StringType()), False),
+        _f("feature_mean", ArrayType(DoubleType()), False),
+        _f("feature_scale", ArrayType(DoubleType()), False),
+        _f("feature_weights", ArrayType(DoubleType()), False),
+        _f("distance_metric", StringType(), False),  # euclidean | cosine
+        _f("distance_scale", DoubleType(), False),  # median member-to-centroid distance
+        _f("k", IntegerType(), False),
+        _f("silhouette", DoubleType(), False),
+        _f("trained_on", StringType(), False),  # provenance: where the training reports came from
+        _f("run_id", StringType(), False),  # the run whose reports trained it
+        _f("written_at", TimestampType(), False),  # the latest report snapshot it learned from
+    ]
+)
+
+MINORITY_REPORTS_CLUSTERED_LOG = StructType(
+    [
+        *_report_keys(),
+        _f("feature_vector", ArrayType(DoubleType())),  # order: feature_names; NULL only with no usable slice
+        _f("feature_names", ArrayType(StringType()), False),
+        _f("slice_ticks", IntegerType(), False),
+        _f("library_version", StringType(), False),
+        _f("cluster_id", StringType()),
+        _f("cluster_name", StringType()),
+        _f("similarity_score", DoubleType()),  # [0, 1]
+        _f("cluster_match_confidence", DoubleType()),  # [0, 1]: falls as the runner-up closes in
+        _f("second_cluster_name", StringType()),
+        *_governance(),
+    ]
+)
+
+
+def _cause(suffix=""):
+    return [
+        _f(f"proposed_cause{suffix}", StringType()),
+        _f(f"proposed_cause_category{suffix}", StringType()),
+        _f(f"impact_vector{suffix}", StringType()),
+        _f(f"confidence_score{suffix}", DoubleType()),
+    ]
+
+
+MINORITY_REPORTS_PROPOSED_ATTRIBUTION_LOG = StructType(
+    [
+        *_report_keys(),
+        _f("cluster_id", StringType()),
+        _f("cluster_name", StringType()),
+        *_cause(),
+        _f("confidence_tier", StringType()),  # Low | Medium | High
+        *_cause("_2"),
+        *_cause("_3"),
+        _f("supporting_evidence", ArrayType(StringType()), False),  # "<source>:<id or measure>" per item used
+        _f("evidence_sources_missing", ArrayType(StringType()), False),
+        _f("model_version", StringType(), False),
+        *_governance(),
+    ]
+)
+
+MINORITY_REPORT_EMBEDDING = StructType(
+    [
+        _f("run_id", StringType(), False),
+        _f("embedding_id", StringType(), False),  # sha256 of the inputs, seed and settings: reruns add nothing
+        _f("point_type", StringType(), False),  # report | centroid
+        _f("point_id", StringType(), False),  # report_id or library cluster_id
+        _f("cluster_id", StringType()),
+        _f("cluster_name", StringType()),
+        _f("library_version", StringType(), False),
+        _f("tsne_x", DoubleType(), False),
+        _f("tsne_y", DoubleType(), False),
+        _f("perplexity", DoubleType(), False),
+        _f("seed", IntegerType(), False),
+        _f("written_at", TimestampType(), False),  # the latest report snapshot embedded
         _f("is_degraded", BooleanType(), False),
     ]
 )

@@ -49,6 +49,7 @@ def make_config(root: Path, **extra):
         "paths.landing": str(root / "landing"),
         "paths.lakehouse": str(root / "lakehouse"),
         "paths.metastore": str(root / "metastore"),
+        "paths.artifacts": str(root / "artifacts"),
         **extra,
     }
     apply_overrides(raw, overrides)

@@ -29,6 +29,17 @@ class Paths(_Strict):
     landing: Path
     lakehouse: Path
     metastore: Path
+    artifacts: Path  # files for people, not tables: the t-SNE plot
+
+
+DETECTION_TYPES = (
+    "Data Error",
+    "Marketing Misattribution",
+    "Competitor Stockout",
+    "Social/Viral Event",
+    "Operational/Store Issue",
+)
+IMPACT_VECTORS = ("baseline drift", "attribution error", "spend leakage", "operational disruption")
 
 
 class SparkSettings(_Strict):
@@ -83,6 +94,60 @@ class Detection(_Strict):
         return self
 
 
+class Clustering(_Strict):
+    library_version: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    library_file: Path  # the library a fresh install ships with (used until the Delta table holds the version)
+    distance: Literal["euclidean", "cosine"] = "euclidean"
+    reference_days: int = Field(7, ge=1, le=60)  # history for a series' usual price per unit
+    feature_weights: dict[str, float] = Field(default_factory=dict)  # unlisted features weigh 1
+    k_min: int = Field(3, ge=2)
+    k_max: int = Field(12, ge=2)
+    seed: int = 7
+    tsne_perplexity: float = Field(15.0, gt=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Clustering:
+        from jobs.lib.features import FEATURES
+
+        unknown = sorted(set(self.feature_weights) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"feature_weights: unknown feature(s) {unknown}; known: {list(FEATURES)}")
+        if any(w < 0 for w in self.feature_weights.values()):
+            raise ValueError("feature_weights: weights must not be negative")
+        if self.k_min > self.k_max:
+            raise ValueError("k_min: must not exceed k_max")
+        return self
+
+
+class Attribution(_Strict):
+    model_version: str
+    tier_medium: float = Field(0.5, gt=0, lt=1)  # spec decision 10: Low below this ...
+    tier_high: float = Field(0.8, gt=0, le=1)  # ... Medium below this, High from it
+    degraded_factor: float = Field(0.8, gt=0, le=1)  # confidence multiplier when a feed is missing
+    temperature: float = Field(1.0, gt=0)  # softmax temperature over the categories' evidence scores
+    campaign_lead_days: float = Field(3.0, ge=0)  # a campaign launched this close before the report is news
+    prior: dict[str, float]  # base score per detection type
+    weights: dict[str, float]  # evidence kind -> weight of its strength in [0, 1]
+    signal_categories: dict[str, str]  # contextual_data.signal_type -> detection type
+    impact_vectors: dict[str, str]  # detection type -> impact vector
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Attribution:
+        if self.tier_medium >= self.tier_high:
+            raise ValueError("tier_medium: must be below tier_high")
+        for field in ("prior", "impact_vectors"):
+            bad = sorted(set(getattr(self, field)) ^ set(DETECTION_TYPES))
+            if bad:
+                raise ValueError(f"{field}: needs exactly the detection types {list(DETECTION_TYPES)}; check {bad}")
+        for signal, category in self.signal_categories.items():
+            if category not in DETECTION_TYPES:
+                raise ValueError(f"signal_categories: {signal} maps to unknown detection type {category!r}")
+        for category, vector in self.impact_vectors.items():
+            if vector not in IMPACT_VECTORS:
+                raise ValueError(f"impact_vectors: {category} maps to unknown impact vector {vector!r}")
+        return self
+
+
 class AnomalyCounts(_Strict):
     social_viral: int = Field(3, ge=0)
     competitor_stockout: int = Field(2, ge=0)
@@ -121,6 +186,8 @@ class Config(_Strict):
     pipeline: Pipeline = Pipeline()
     ingest: Ingest
     detection: Detection
+    clustering: Clustering
+    attribution: Attribution
     generator: Generator
     source: Path = Field(DEFAULT_CONFIG, exclude=True)
 
@@ -171,4 +238,5 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
         raise ConfigError(f"{path}: " + "; ".join(problems)) from None
     root = REPO_ROOT
     paths = Paths(**{k: _resolve(root, v) for k, v in cfg.paths.model_dump().items()})
-    return cfg.model_copy(update={"paths": paths})
+    clustering = cfg.clustering.model_copy(update={"library_file": _resolve(root, cfg.clustering.library_file)})
+    return cfg.model_copy(update={"paths": paths, "clustering": clustering})

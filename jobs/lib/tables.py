@@ -90,6 +90,32 @@ TABLES: dict[str, Table] = {
             (),
             "paid campaigns and in-store promotions with their time range and scope",
         ),
+        Table(
+            "cluster_library",
+            mrs.CLUSTER_LIBRARY,
+            ("library_version", "cluster_id"),
+            (),
+            "named cluster centroids by library version (a model registry: not filtered by run_id)",
+        ),
+        Table(
+            "minority_reports_clustered_log",
+            mrs.MINORITY_REPORTS_CLUSTERED_LOG,
+            ("run_id", "report_id", "written_at"),
+            description="MRCL: feature vector and nearest library cluster per report per tick",
+        ),
+        Table(
+            "minority_reports_proposed_attribution_log",
+            mrs.MINORITY_REPORTS_PROPOSED_ATTRIBUTION_LOG,
+            ("run_id", "report_id", "written_at"),
+            description="MRPAL: ranked proposed causes with confidence and evidence per report per tick",
+        ),
+        Table(
+            "minority_report_embedding",
+            mrs.MINORITY_REPORT_EMBEDDING,
+            ("run_id", "embedding_id", "point_type", "point_id"),
+            (),
+            "t-SNE coordinates of reports and library centroids, one set per embedding_id",
+        ),
     ]
 }
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pandas as pd
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
 
 def parse_ts(value: str | datetime, name: str = "timestamp") -> datetime:
     """Parse an ISO-8601 timestamp (``Z``, offset or naive-as-UTC) into an aware UTC datetime."""
@@ -44,3 +48,14 @@ def dates_of(start: datetime, end: datetime) -> list[date]:
     """UTC dates touched by the ticks of [start, end)."""
     last = (end - timedelta(microseconds=1)).date()
     return [start.date() + timedelta(days=i) for i in range((last - start.date()).days + 1)]
+
+
+def naive_utc(value) -> pd.Timestamp:
+    """A timestamp as pandas hands it to UDFs: naive, in UTC."""
+    ts = pd.Timestamp(value)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
+
+
+def dates_between(lo: datetime, end: datetime) -> Column:
+    """A ``date`` partition filter for the ticks of [lo, end): lets Delta skip every other partition."""
+    return F.col("date").between(F.lit(lo.date()), F.lit((end - timedelta(microseconds=1)).date()))
