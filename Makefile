@@ -26,13 +26,16 @@ export AIRFLOW_CONN_MRS_SPARK ?= {"conn_type": "spark", "host": "local[*]"}
 INSTALLED := $(VENV)/.installed
 JARS      := $(ROOT)/.cache/jars/.complete
 
-.PHONY: help setup jars demo test lint format airflow sql evaluate lock clean
+.PHONY: help setup jars demo test lint format airflow sql evaluate evaluate-seeds cluster-library tsne lock clean
 help:
 	@echo "make demo      generate data, run mrs_pipeline through Airflow, print detection quality"
 	@echo "make test      lint and run the test suite"
 	@echo "make airflow   start Airflow (standalone, SQLite) with the project's DAGs"
 	@echo "make sql       Spark SQL shell with every table in schema mrs"
-	@echo "make evaluate  detection recall / precision / delay against the generator's ground truth"
+	@echo "make evaluate  detection, attribution and clustering quality of the demo run against the ground truth"
+	@echo "make evaluate-seeds  the same on freshly generated data with seeds other than the demo's (SEEDS=...)"
+	@echo "make cluster-library  rebuild the shipped cluster library from a generated history"
+	@echo "make tsne      t-SNE map of the active run's reports (table + PNG in .data/artifacts)"
 
 $(INSTALLED): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -77,6 +80,18 @@ sql: setup
 
 evaluate: setup
 	$(PY) -m jobs.evaluate_detection
+	$(PY) -m jobs.evaluate_attribution
+
+SEEDS ?= 202 303
+evaluate-seeds: setup
+	$(PY) -m jobs.evaluate_attribution --seeds $(SEEDS) --check
+
+# The library a fresh install ships: learned from a generated history (seed 101, not the demo's 7).
+cluster-library: setup
+	$(PY) -m jobs.build_cluster_library --mode generate --seed 101 --export conf/cluster_library.json
+
+tsne: setup
+	$(PY) -m jobs.embed_reports
 
 lock: $(INSTALLED)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements.lock

@@ -11,6 +11,10 @@ Tasks, each a `spark-submit` of one job, and the tables each writes:
   `ingest_audit_log`, `contextual_data`, `all_campaign_data`
 - `detect_anomalies` (`jobs/detect_anomalies.py`): `baseline_sales_model_prediction_log`,
   `anomaly_classifier_model_prediction_log`, `minority_reports_detected_log`
+- `cluster_minority_report` (`jobs/cluster_minority_report.py`): `minority_reports_clustered_log` (feature
+  vector and nearest named cluster of the library version in `clustering.library_version`)
+- `propose_cause_for_minority` (`jobs/propose_cause_for_minority.py`): `minority_reports_proposed_attribution_log`
+  (ranked causes with confidence and the evidence behind them)
 
 **Scheduled runs** process their data interval (one tick). **Backfills**: trigger with `start` and `end` to cover
 a whole range in one run; it writes the same rows as the tick-by-tick runs. Re-running any run adds no rows.
@@ -86,9 +90,11 @@ def mrs_pipeline():
     ingest = _stage("ingest", "ingest.py", trigger_rule="none_failed_min_one_success")
     # Detection carries open reports from the previous tick's MRDL rows: ticks must run in order.
     detect = _stage("detect_anomalies", "detect_anomalies.py", depends_on_past=True)
+    cluster = _stage("cluster_minority_report", "cluster_minority_report.py")
+    attribute = _stage("propose_cause_for_minority", "propose_cause_for_minority.py")
 
     reset_requested() >> [reset, ingest]
-    reset >> ingest >> detect
+    reset >> ingest >> detect >> cluster >> attribute
 
 
 mrs_pipeline()

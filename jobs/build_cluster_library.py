@@ -5,13 +5,13 @@ Each report's final snapshot is described by the clustering stage's feature vect
 best silhouette wins. A cluster is named after the most common label among its members ("TikTok Viral",
 "Competitor Stockout", ...; reports matching no label make "Unexplained Fluctuation").
 
-    python -m jobs.build_cluster_library --install                 # load the shipped library file into Delta
-    python -m jobs.build_cluster_library --generate 101 --export conf/cluster_library.json
-    python -m jobs.build_cluster_library --from-run demo-001 --labels ground_truth.csv --version my-v2
+    python -m jobs.build_cluster_library --mode install        # load the shipped library file into Delta
+    python -m jobs.build_cluster_library --mode generate --seed 101 --export conf/cluster_library.json
+    python -m jobs.build_cluster_library --mode from-run --run-id demo-001 --labels truth.csv --version my-v2
 
-``--generate`` is how the shipped library is made: it generates a labelled history with the data generator
+``generate`` is how the shipped library is made: it generates a labelled history with the data generator
 (seed given, more anomalies than the demo), runs ingest and detection on it in a scratch lakehouse, and
-learns from those reports. ``--from-run`` learns from a run already in the lakehouse, labelled by a CSV of
+learns from those reports. ``from-run`` learns from a run already in the lakehouse, labelled by a CSV of
 ``series_key,start,end,anomaly_type`` rows (the generator's ground truth has that form).
 """
 
@@ -251,36 +251,42 @@ def export(rows: pd.DataFrame, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config")
-    mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--install", action="store_true", help="load clustering.library_file into the Delta table")
-    mode.add_argument("--generate", type=int, metavar="SEED", help="learn from a generated, labelled history")
-    mode.add_argument("--from-run", metavar="RUN_ID", help="learn from a run's reports in this lakehouse")
-    p.add_argument("--labels", type=Path, help="with --from-run: CSV of series_key,start,end,anomaly_type")
+    p.add_argument(
+        "--mode",
+        required=True,
+        choices=["install", "generate", "from-run"],
+        help="install: load clustering.library_file into the table; generate: learn from a generated, labelled "
+        "history; from-run: learn from a run's reports in this lakehouse",
+    )
+    p.add_argument("--seed", type=int, default=101, help="generate: the history's generator seed")
+    p.add_argument("--run-id", help="from-run: the run whose reports to learn from")
+    p.add_argument("--labels", help="from-run: CSV of series_key,start,end,anomaly_type")
     p.add_argument("--version", help="library version to write (default: clustering.library_version)")
     p.add_argument("--export", type=Path, help="also write the library as JSON (the file a fresh install ships)")
     a = p.parse_args(argv)
     cfg = load_config(a.config)
-    if a.from_run and not a.labels:
-        p.error("--from-run needs --labels")
+    if a.mode == "from-run" and not (a.run_id and a.labels):
+        p.error("--mode from-run needs --run-id and --labels")
+    version = a.version or cfg.clustering.library_version
     spark = build_spark(cfg, "build_cluster_library")
     spark.sparkContext.setLogLevel("ERROR")
-    if a.install:
+    if a.mode == "install":
         rows = clustering.library_frame(cfg.clustering.library_file)
-        if a.version:
-            rows = rows[rows["library_version"] == a.version]
+        rows = rows[rows["library_version"] == version]
+        if rows.empty:
+            p.error(f"{cfg.clustering.library_file} holds no library version {version}")
     else:
-        if a.generate is not None:
+        if a.mode == "generate":
             scratch = cfg.paths.lakehouse.parent / "library-history"
-            hist_cfg, truth = generate_history(spark, cfg, a.generate, scratch)
-            run_id = f"library-seed-{a.generate}"
+            hist_cfg, truth = generate_history(spark, cfg, a.seed, scratch)
+            run_id = f"library-seed-{a.seed}"
             model, prov = learn_from_run(spark, hist_cfg, run_id, truth)
-            source = f"generated history: seed {a.generate}, {hist_cfg.generator.days} days"
+            source = f"generated history: seed {a.seed}, {hist_cfg.generator.days} days"
         else:
-            run_id = a.from_run
-            model, prov = learn_from_run(spark, cfg, run_id, read_truth(a.labels))
-            source = f"run {run_id}, labels {a.labels.name}"
+            run_id = a.run_id
+            model, prov = learn_from_run(spark, cfg, run_id, read_truth(Path(a.labels)))
+            source = f"run {run_id}, labels {Path(a.labels).name}"
         trained_on = f"{source}; {prov['reports']} reports {prov['labels']}"
-        version = a.version or cfg.clustering.library_version
         rows = library_rows(model, version, trained_on, run_id, prov["written_at"].to_pydatetime())
     written = install(spark, cfg, rows)
     if a.export:

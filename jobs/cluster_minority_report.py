@@ -88,7 +88,10 @@ def reference_prices(reports: DataFrame, sales: DataFrame, days: int) -> DataFra
         & (F.col("s.units") > 0)
         & F.col("s.revenue").isNotNull(),
     )
-    return hist.groupBy("r.report_id").agg((F.sum("s.revenue") / F.sum("s.units")).alias("ref_price"))
+    # Decimal sums are exact, so the price does not depend on the order Spark happens to add rows in.
+    exact = "decimal(28,6)"
+    revenue, units = F.sum(F.col("s.revenue").cast(exact)), F.sum(F.col("s.units").cast(exact))
+    return hist.groupBy("r.report_id").agg((revenue / units).cast("double").alias("ref_price"))
 
 
 def featurize_and_match(

@@ -1,4 +1,6 @@
-"""``make demo``: generate data, run ``mrs_pipeline`` through Airflow over the whole range, show results.
+"""``make demo``: generate data, run ``mrs_pipeline`` through Airflow over the whole range, then
+``mrs_cluster_library`` (installs the shipped cluster library into Delta, draws the t-SNE map), and print
+detection, attribution and clustering quality against the generator's ground truth.
 
 Runs on the embedded defaults (Spark local, Delta on local disk, Airflow on SQLite). Running it again
 regenerates the same data and adds no rows: every stage is idempotent.
@@ -37,11 +39,14 @@ def main() -> None:
     sh("airflow", "db", "migrate", quiet=True)
     conf = json.dumps({"start": fmt_ts(start), "end": fmt_ts(end)})
     sh("airflow", "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", conf)
+    sh("airflow", "dags", "test", "mrs_cluster_library", end.isoformat(), "--conf", json.dumps({"mode": "install"}))
     sh(sys.executable, "-m", "jobs.evaluate_detection")
+    sh(sys.executable, "-m", "jobs.evaluate_attribution")
     print(
-        "\nNext: `make sql` and try\n"
-        "  SELECT report_id, store_id, sku, window_start, window_end, severity\n"
-        "  FROM mrs.minority_reports_detected_log WHERE report_status = 'ended' ORDER BY severity DESC LIMIT 10;\n"
+        f"\nt-SNE map of the reports: {cfg.paths.artifacts}/tsne_<run_id>.png\n"
+        "Next: `make sql` and try\n"
+        "  SELECT report_id, store_id, sku, cluster_name, proposed_cause, confidence_tier\n"
+        "  FROM mrs.minority_reports_proposed_attribution_log WHERE report_status = 'ended' LIMIT 10;\n"
         "or `make airflow` to browse the runs in the Airflow UI."
     )
 

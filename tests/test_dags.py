@@ -24,7 +24,7 @@ def monkeypatch_module():
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "mrs_pipeline" in dagbag.dags
+    assert {"mrs_pipeline", "mrs_cluster_library"} <= set(dagbag.dags)
 
 
 def test_every_dag_has_docs_tags_retries_and_one_active_run(dagbag):
@@ -44,6 +44,8 @@ def test_pipeline_task_graph(dagbag):
         ("reset_requested", "ingest"),
         ("reset_run_id", "ingest"),
         ("ingest", "detect_anomalies"),
+        ("detect_anomalies", "cluster_minority_report"),
+        ("cluster_minority_report", "propose_cause_for_minority"),
     }
     assert dag.catchup is True
     assert dag.task_dict["detect_anomalies"].depends_on_past is True
@@ -51,7 +53,7 @@ def test_pipeline_task_graph(dagbag):
 
 def test_stages_take_the_data_interval_from_templates(dagbag):
     dag = dagbag.dags["mrs_pipeline"]
-    for task_id in ("ingest", "detect_anomalies"):
+    for task_id in ("ingest", "detect_anomalies", "cluster_minority_report", "propose_cause_for_minority"):
         args = dag.task_dict[task_id].application_args
         assert "{{ params.start or (data_interval_start | ts) }}" in args
         assert "{{ params.end or (data_interval_end | ts) }}" in args
@@ -68,15 +70,32 @@ def test_params_are_validated(dagbag):
             params.get_param(key).resolve(bad)
 
 
+def test_cluster_library_dag_is_manual_and_validates_its_form(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags["mrs_cluster_library"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # manual only
+    assert {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids} == {
+        ("build_cluster_library", "embed_reports")
+    }
+    assert dag.params.get_param("mode").resolve("generate") == "generate"
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("mode").resolve("retrain everything")
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("seed").resolve(-1)
+
+
 def test_each_table_has_exactly_one_writer_task(dagbag):
+    """Across every DAG: Delta on a local disk must never see two tasks append to one table."""
     from jobs.lib.tables import TABLES
 
     writers: dict[str, list[str]] = {}
-    for t in dagbag.dags["mrs_pipeline"].tasks:
-        app = getattr(t, "application", None)
-        if app:
-            module = importlib.import_module(f"jobs.{Path(app).stem}")
-            for table in module.WRITES:
-                writers.setdefault(table, []).append(t.task_id)
+    for dag in dagbag.dags.values():
+        for t in dag.tasks:
+            app = getattr(t, "application", None)
+            if app:
+                module = importlib.import_module(f"jobs.{Path(app).stem}")
+                for table in module.WRITES:
+                    writers.setdefault(table, []).append(f"{dag.dag_id}.{t.task_id}")
     assert set(writers) == set(TABLES)
     assert all(len(tasks) == 1 for tasks in writers.values()), writers

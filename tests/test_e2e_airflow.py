@@ -11,6 +11,7 @@ import pytest
 
 from jobs import evaluate_detection, ingest
 from jobs.generate_data import generate
+from jobs.lib.config import load_config
 from jobs.lib.tables import Lakehouse
 from tests.conftest import make_config
 
@@ -33,7 +34,9 @@ def airflow(env, *args):
 
 
 def test_pipeline_dag_turns_sales_into_reports_under_a_new_run_id(spark, tmp_path):
-    cfg = make_config(tmp_path)
+    # Two shuffle partitions, as in the test session: the data is small and each task is a fresh JVM.
+    spark_conf = {**load_config().spark.conf, "spark.sql.shuffle.partitions": "2"}
+    cfg = make_config(tmp_path, **{"spark.conf": spark_conf})
     generate(cfg, cfg.paths.landing)
     end = START + timedelta(days=cfg.generator.days)
     # An earlier demo's rows, under the default run_id; the DAG run below resets to a new one.
@@ -57,7 +60,7 @@ def test_pipeline_dag_turns_sales_into_reports_under_a_new_run_id(spark, tmp_pat
     airflow(env, "db", "migrate")
     conf = {"start": START.isoformat(), "end": end.isoformat(), "reset_run_id": "demo-002"}
     out = airflow(env, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", json.dumps(conf))
-    assert "detect_anomalies" in out
+    assert "propose_cause_for_minority" in out
 
     assert lake.active_run_id() == "demo-002"
     assert [r.run_id for r in lake.read("demo_run_config").orderBy("seq").collect()] == ["demo-002"]
@@ -68,3 +71,7 @@ def test_pipeline_dag_turns_sales_into_reports_under_a_new_run_id(spark, tmp_pat
     # The earlier run is untouched and still queryable.
     assert lake.read("sales_timeseries_data", "demo-001").count() == earlier
     assert lake.read("minority_reports_detected_log", "demo-001").count() == 0
+    # Every report snapshot was clustered and attributed by the DAG's later tasks.
+    snapshots = lake.read("minority_reports_detected_log", "demo-002").count()
+    assert lake.read("minority_reports_clustered_log", "demo-002").count() == snapshots
+    assert lake.read("minority_reports_proposed_attribution_log", "demo-002").count() == snapshots

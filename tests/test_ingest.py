@@ -176,6 +176,9 @@ def test_context_and_campaign_feeds_load_once_and_quarantine_bad_records(spark, 
     assert_df_equality(got, expected, ignore_nullable=True)
     reasons = sorted(r.reason_code for r in lake.read("ingest_quarantine", "t").collect())
     assert reasons == ["BAD_TIMESTAMP", "NULL_KEY"]
+    # Every tick's audit row says which feed was absent: attribution reads it to mark its rows degraded.
+    missing = {tuple(r.feeds_missing) for r in lake.read("ingest_audit_log", "t").collect()}
+    assert missing == {("all_campaign_data",)}
     # The next day's run picks up the incident; running both again adds nothing.
     assert ingest.run(spark, cfg, end, end + (end - start), run_id="t")["contextual_data"] == 1
     again = ingest.run(spark, cfg, start, end + (end - start), run_id="t")

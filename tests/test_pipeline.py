@@ -1,29 +1,40 @@
 """The stages together on small generated data: replay, rerun, quality, catalog."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import detect_anomalies, evaluate_detection, ingest
+from jobs import (
+    cluster_minority_report,
+    detect_anomalies,
+    embed_reports,
+    evaluate_attribution,
+    evaluate_detection,
+    ingest,
+    propose_cause_for_minority,
+)
 from jobs.generate_data import generate
 from jobs.lib.tables import TABLES, Lakehouse, catalog_ddl
 from tests.conftest import make_config
 
 START = datetime(2025, 8, 4, tzinfo=UTC)
 TICK = timedelta(minutes=15)
-STAGE_TABLES = [n for n in TABLES if n != "demo_run_config"]
+# Tables the pipeline DAG writes (the library and the t-SNE map have their own DAG).
+STAGE_TABLES = [n for n in TABLES if n not in ("demo_run_config", "cluster_library", "minority_report_embedding")]
+STAGES = (ingest, detect_anomalies, cluster_minority_report, propose_cause_for_minority)
 
 
 def run_range(spark, cfg, start, end):
-    ingest.run(spark, cfg, start, end, run_id="demo-001")
-    detect_anomalies.run(spark, cfg, start, end, run_id="demo-001")
+    for stage in STAGES:
+        stage.run(spark, cfg, start, end, run_id="demo-001")
 
 
 @pytest.fixture(scope="session")
 def whole_run(spark, small_cfg):
-    """The small data set, generated and run through ingest and detection as one range."""
+    """The small data set, generated and run through every pipeline stage as one range."""
     generate(small_cfg, small_cfg.paths.landing)
     end = START + timedelta(days=small_cfg.generator.days)
     run_range(spark, small_cfg, START, end)
@@ -42,13 +53,14 @@ def test_one_range_equals_a_split_with_tick_by_tick_runs(spark, whole_run, tmp_p
     cut = truth.start.min().to_pydatetime() + 2 * TICK
     cfg_b = make_config(tmp_path, **{"paths.landing": str(cfg_a.paths.landing)})
     run_range(spark, cfg_b, START, cut)
-    for k in range(4):
+    for k in range(2):
         run_range(spark, cfg_b, cut + k * TICK, cut + (k + 1) * TICK)
-    run_range(spark, cfg_b, cut + 4 * TICK, end)
+    run_range(spark, cfg_b, cut + 2 * TICK, end)
     a, b = snapshot(spark, cfg_a), snapshot(spark, cfg_b)
     assert a["minority_reports_detected_log"], "the data must produce reports"
     for name in STAGE_TABLES:
-        assert a[name] == b[name], f"{name} differs between one range and tick-by-tick runs"
+        diff = next(((x, y) for x, y in zip(a[name], b[name], strict=False) if x != y), None)
+        assert a[name] == b[name], f"{name} differs between one range and tick-by-tick runs: {diff}"
 
 
 def test_rerunning_and_backfilling_again_add_no_rows(spark, whole_run):
@@ -77,6 +89,8 @@ def test_every_log_carries_governance_fields_and_valid_scores(spark, whole_run):
         "baseline_sales_model_prediction_log",
         "anomaly_classifier_model_prediction_log",
         "minority_reports_detected_log",
+        "minority_reports_clustered_log",
+        "minority_reports_proposed_attribution_log",
     ):
         df = lake.read(name)
         assert {"run_id", "written_at", "report_status", "is_degraded", "report_id"} <= set(df.columns)
@@ -109,3 +123,51 @@ def test_tables_are_registered_in_the_mrs_schema(spark, whole_run):
     n = spark.sql("SELECT count(*) FROM mrs.minority_reports_detected_log").first()[0]
     assert n == Lakehouse(spark, cfg).read("minority_reports_detected_log").count() > 0
     assert {t.name for t in spark.catalog.listTables("mrs")} == set(TABLES)
+
+
+def test_every_report_snapshot_is_clustered_and_attributed(spark, whole_run):
+    cfg, _ = whole_run
+    lake = Lakehouse(spark, cfg)
+    keys = ["report_id", "written_at"]
+    mrdl = lake.read("minority_reports_detected_log").select(*keys)
+    mrcl = lake.read("minority_reports_clustered_log")
+    mrpal = lake.read("minority_reports_proposed_attribution_log")
+    n = mrdl.count()
+    assert n > 0 and mrcl.count() == n and mrpal.count() == n
+    assert mrdl.join(mrcl, keys, "left_anti").count() == 0
+    assert mrcl.join(mrpal, keys, "left_anti").count() == 0
+    # A vector and a cluster for every snapshot with data; scores in [0, 1]; the _2/_3 causes differ.
+    assert mrcl.where("feature_vector IS NULL OR cluster_name IS NULL").where("NOT is_degraded").count() == 0
+    assert mrcl.where("size(feature_vector) != 20").count() == 0
+    for c in ("similarity_score", "cluster_match_confidence"):
+        assert mrcl.where(F.col(c).isNotNull() & ~F.col(c).between(0, 1)).count() == 0
+    for c in ("confidence_score", "confidence_score_2", "confidence_score_3"):
+        assert mrpal.where(F.col(c).isNull() | ~F.col(c).between(0, 1)).count() == 0
+    assert mrpal.where("confidence_score < confidence_score_2 OR confidence_score_2 < confidence_score_3").count() == 0
+    ranked = F.array("proposed_cause_category", "proposed_cause_category_2", "proposed_cause_category_3")
+    assert mrpal.where(F.size(F.array_distinct(ranked)) == 3).count() == n
+    assert mrpal.where("proposed_cause IS NULL OR impact_vector IS NULL OR confidence_tier IS NULL").count() == 0
+    assert mrpal.where("size(supporting_evidence) = 0 AND confidence_tier != 'Low'").count() == 0
+
+
+def test_attribution_and_clustering_name_the_injected_causes(spark, whole_run):
+    cfg, _ = whole_run
+    r = evaluate_attribution.run_evaluation(spark, cfg, "demo-001")
+    assert r["anomalies_found"] >= 5
+    assert r["top1"] >= 0.8, r
+    assert r["top3"] >= 0.95, r
+    assert r["cluster_purity"] >= 0.6, r
+
+
+def test_tsne_map_covers_every_report_and_the_library_and_reruns_add_nothing(spark, whole_run):
+    cfg, _ = whole_run
+    lake = Lakehouse(spark, cfg)
+    first = embed_reports.run(spark, cfg, "demo-001")
+    reports = lake.read("minority_reports_clustered_log").select("report_id").distinct().count()
+    library = cluster_minority_report.load_library(lake, cfg)
+    assert first["minority_report_embedding"] == len(library.names) + reports
+    assert embed_reports.run(spark, cfg, "demo-001")["minority_report_embedding"] == 0
+    assert Path(first["png"]).stat().st_size > 10_000
+    emb = lake.read("minority_report_embedding")
+    assert emb.where("point_type = 'report' AND cluster_name IS NULL").count() == 0
+    assert emb.select("embedding_id").distinct().count() == 1
