@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SPARK_CONF_DIR", str(REPO / ".cache" / "spark-conf"))
 os.environ["TZ"] = "UTC"
+# Spark's Python workers must be this interpreter (pandas, numpy), however pytest was started.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 # py4j logs its connection teardown at interpreter exit, after pytest has closed the captured streams.
 logging.getLogger("py4j").setLevel(logging.WARNING)
 
