@@ -32,7 +32,7 @@ help:
 	@echo "make test      lint and run the test suite"
 	@echo "make airflow   start Airflow (standalone, SQLite) with the project's DAGs"
 	@echo "make sql       Spark SQL shell with every table in schema mrs"
-	@echo "make evaluate  detection, attribution and clustering quality of the demo run against the ground truth"
+	@echo "make evaluate  detection, attribution, clustering and cohort quality of the demo run against the ground truth"
 	@echo "make evaluate-seeds  the same on freshly generated data with seeds other than the demo's (SEEDS=...)"
 	@echo "make cluster-library  rebuild the shipped cluster library from a generated history"
 	@echo "make tsne      t-SNE map of the active run's reports (table + PNG in .data/artifacts)"
@@ -81,6 +81,7 @@ sql: setup
 evaluate: setup
 	$(PY) -m jobs.evaluate_detection
 	$(PY) -m jobs.evaluate_attribution
+	$(PY) -m jobs.evaluate_cohorts
 
 SEEDS ?= 202 303
 evaluate-seeds: setup

@@ -15,6 +15,11 @@ Tasks, each a `spark-submit` of one job, and the tables each writes:
   vector and nearest named cluster of the library version in `clustering.library_version`)
 - `propose_cause_for_minority` (`jobs/propose_cause_for_minority.py`): `minority_reports_proposed_attribution_log`
   (ranked causes with confidence and the evidence behind them)
+- `build_minority_report_cohorts` (`jobs/build_minority_report_cohorts.py`): `minority_reports_cohorted_log`,
+  `minority_event_log`, `minority_event_ended_log` (reports grouped into Minority Events)
+- `hydrate_minority_reports` (`jobs/hydrate_minority_reports.py`): `minority_reports`, `minority_events_log`
+  (one wide row per report and per event, rewritten for the keys the interval touched)
+- `render_event_charts` (`jobs/render_event_charts.py`): a PNG per event touched, linked from `minority_events_log`
 
 **Scheduled runs** process their data interval (one tick). **Backfills**: trigger with `start` and `end` to cover
 a whole range in one run; it writes the same rows as the tick-by-tick runs. Re-running any run adds no rows.
@@ -92,9 +97,12 @@ def mrs_pipeline():
     detect = _stage("detect_anomalies", "detect_anomalies.py", depends_on_past=True)
     cluster = _stage("cluster_minority_report", "cluster_minority_report.py")
     attribute = _stage("propose_cause_for_minority", "propose_cause_for_minority.py")
+    cohorts = _stage("build_minority_report_cohorts", "build_minority_report_cohorts.py")
+    hydrate = _stage("hydrate_minority_reports", "hydrate_minority_reports.py")
+    charts = _stage("render_event_charts", "render_event_charts.py")
 
     reset_requested() >> [reset, ingest]
-    reset >> ingest >> detect >> cluster >> attribute
+    reset >> ingest >> detect >> cluster >> attribute >> cohorts >> hydrate >> charts
 
 
 mrs_pipeline()

@@ -149,8 +149,10 @@ def final_snapshots(mrdl: DataFrame) -> DataFrame:
     return mrdl.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
-def label_reports(reports: pd.DataFrame, truth: pd.DataFrame, tick_seconds: int) -> list[str | None]:
-    """For each report, the type of the labelled window on its series it overlaps most (None if none)."""
+def label_reports(
+    reports: pd.DataFrame, truth: pd.DataFrame, tick_seconds: int, column: str = "anomaly_type"
+) -> list[str | None]:
+    """For each report, ``column`` of the labelled window on its series it overlaps most (None if none)."""
     tick = pd.Timedelta(seconds=tick_seconds)
     labels = []
     by_series = {k: g for k, g in truth.groupby("series_key")}
@@ -162,7 +164,7 @@ def label_reports(reports: pd.DataFrame, truth: pd.DataFrame, tick_seconds: int)
             end = pd.Timestamp(r.window_end) if not pd.isna(r.window_end) else pd.Timestamp(r.written_at) + tick
             overlap = (g["end"].clip(upper=end) - g["start"].clip(lower=start)).dt.total_seconds().to_numpy()
             if (overlap > 0).any():
-                label = g["anomaly_type"].iloc[int(np.argmax(overlap))]
+                label = g[column].iloc[int(np.argmax(overlap))]
         labels.append(label)
     return labels
 

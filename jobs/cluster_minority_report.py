@@ -24,10 +24,9 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.lib.cli import parse_stage_args
+from jobs.lib.cli import stage_main
 from jobs.lib.config import Config
 from jobs.lib.features import BREADTH, FEATURES, Library, slice_features
-from jobs.lib.spark import build_spark
 from jobs.lib.tables import TABLES, Lakehouse
 from jobs.lib.ticks import dates_between, dates_of, naive_utc
 
@@ -253,11 +252,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = parse_stage_args(__doc__.split("\n\n")[0], argv)
-    spark = build_spark(a.cfg, "cluster_minority_report")
-    written = run(spark, a.cfg, a.start, a.end, a.run_id)
-    print(f"cluster_minority_report {a.start:%Y-%m-%dT%H:%MZ} .. {a.end:%Y-%m-%dT%H:%MZ}: {written}")
-    spark.stop()
+    stage_main(__doc__, "cluster_minority_report", run, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """``make demo``: generate data, run ``mrs_pipeline`` through Airflow over the whole range, then
 ``mrs_cluster_library`` (installs the shipped cluster library into Delta, draws the t-SNE map), and print
-detection, attribution and clustering quality against the generator's ground truth.
+detection, attribution, clustering and cohort quality against the generator's ground truth.
 
 Runs on the embedded defaults (Spark local, Delta on local disk, Airflow on SQLite). Running it again
 regenerates the same data and adds no rows: every stage is idempotent.
@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+
+import pandas as pd
 
 from jobs import generate_data
 from jobs.lib.config import load_config
@@ -40,13 +42,21 @@ def main() -> None:
     conf = json.dumps({"start": fmt_ts(start), "end": fmt_ts(end)})
     sh("airflow", "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", conf)
     sh("airflow", "dags", "test", "mrs_cluster_library", end.isoformat(), "--conf", json.dumps({"mode": "install"}))
+    # The state as it stood three hours into the first competitor stockout (or any anomaly): what analysts saw.
+    truth = pd.read_csv(cfg.paths.landing / "ground_truth" / "ground_truth.csv", parse_dates=["start"])
+    starts = truth.loc[truth["anomaly_type"] == "competitor_stockout", "start"]
+    if len(truth):
+        as_of = (starts if len(starts) else truth["start"]).min() + pd.Timedelta(hours=3)
+        sh(sys.executable, "-m", "jobs.hydrate_minority_reports", "--as-of", fmt_ts(as_of.to_pydatetime()))
     sh(sys.executable, "-m", "jobs.evaluate_detection")
     sh(sys.executable, "-m", "jobs.evaluate_attribution")
+    sh(sys.executable, "-m", "jobs.evaluate_cohorts")
     print(
-        f"\nt-SNE map of the reports: {cfg.paths.artifacts}/tsne_<run_id>.png\n"
-        "Next: `make sql` and try\n"
-        "  SELECT report_id, store_id, sku, cluster_name, proposed_cause, confidence_tier\n"
-        "  FROM mrs.minority_reports_proposed_attribution_log WHERE report_status = 'ended' LIMIT 10;\n"
+        f"\nt-SNE map of the reports: {cfg.paths.artifacts}/tsne_<run_id>.png; "
+        f"a chart per event: {cfg.paths.artifacts}/events/<run_id>/<event_id>.png\n"
+        "Next: `make sql` and try the queries in docs/analyst_queries.md, e.g.\n"
+        "  SELECT cohort_name, store_count, round(severity, 2) AS severity, cause_category, event_status\n"
+        "  FROM mrs.active_minority_events ORDER BY severity DESC LIMIT 10;\n"
         "or `make airflow` to browse the runs in the Airflow UI."
     )
 

@@ -33,9 +33,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy import stats
 
-from jobs.lib.cli import parse_stage_args
+from jobs.lib.cli import stage_main
 from jobs.lib.config import Config
-from jobs.lib.spark import build_spark
 from jobs.lib.tables import Lakehouse
 from jobs.lib.ticks import dates_between, dates_of, fmt_ts, naive_utc
 
@@ -455,11 +454,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = parse_stage_args(__doc__.split("\n\n")[0], argv)
-    spark = build_spark(a.cfg, "detect_anomalies")
-    written = run(spark, a.cfg, a.start, a.end, a.run_id)
-    print(f"detect_anomalies {a.start:%Y-%m-%dT%H:%MZ} .. {a.end:%Y-%m-%dT%H:%MZ}: {written}")
-    spark.stop()
+    stage_main(__doc__, "detect_anomalies", run, argv)
 
 
 if __name__ == "__main__":

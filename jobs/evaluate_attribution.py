@@ -25,7 +25,7 @@ import pandas as pd
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs import cluster_minority_report, detect_anomalies, ingest, propose_cause_for_minority
+from jobs import evaluate_cohorts, pipeline, propose_cause_for_minority
 from jobs.build_cluster_library import NAMES, UNEXPLAINED, label_reports, read_truth
 from jobs.generate_data import DETECTION_TYPE, generate
 from jobs.lib.config import Config, load_config
@@ -54,9 +54,7 @@ def evaluate(reports: pd.DataFrame, truth: pd.DataFrame, tick_seconds: int) -> d
     base_name = found["cluster_name"].fillna(UNEXPLAINED).str.replace(r" \d+$", "", regex=True)
     found["pure"] = base_name == found["anomaly_type"].map(NAMES)
     # An anomaly's reports vote: it counts as right when most of them are.
-    found["anomaly_id"] = [
-        _anomaly_of(r, truth, tick_seconds) for r in found[["series_key", "window_start", "anomaly_type"]].itertuples()
-    ]
+    found["anomaly_id"] = label_reports(found, truth, tick_seconds, "anomaly_id")
     per_anomaly = found.groupby("anomaly_id")[["top1", "top3", "pure"]].mean() > 0.5
     by_type = found.groupby("anomaly_type")[["top1", "top3", "pure"]].mean().round(3)
     return {
@@ -70,12 +68,6 @@ def evaluate(reports: pd.DataFrame, truth: pd.DataFrame, tick_seconds: int) -> d
         "by_type": {t: row.to_dict() for t, row in by_type.iterrows()},
         "confusion": pd.crosstab(found["expected"], found["proposed_cause_category"]).to_dict(),
     }
-
-
-def _anomaly_of(r, truth: pd.DataFrame, tick_seconds: int) -> str:
-    g = truth[(truth["series_key"] == r.series_key) & (truth["anomaly_type"] == r.anomaly_type)]
-    gap = (g["start"] - pd.Timestamp(r.window_start)).abs()
-    return g["anomaly_id"].iloc[int(gap.to_numpy().argmin())]
 
 
 def run_evaluation(spark: SparkSession, cfg: Config, run_id: str | None = None, truth_path=None) -> dict:
@@ -123,10 +115,10 @@ def run_seed(spark: SparkSession, cfg: Config, seed: int, without_feeds: bool = 
     start = datetime.combine(scfg.generator.start, datetime.min.time(), tzinfo=UTC)
     end = start + timedelta(days=scfg.generator.days)
     run_id = f"eval-seed-{seed}{'-no-feeds' if without_feeds else ''}"
-    for stage in (ingest, detect_anomalies, cluster_minority_report, propose_cause_for_minority):
-        stage.run(spark, scfg, start, end, run_id)
+    pipeline.run_range(spark, scfg, start, end, run_id, pipeline.STAGES[:-1])  # no charts needed
     result = run_evaluation(spark, scfg, run_id)
     result["seed"] = seed
+    result["cohorts"] = evaluate_cohorts.run_evaluation(spark, scfg, run_id)
     return result
 
 
@@ -143,6 +135,8 @@ def report(r: dict) -> str:
     ]
     for t, v in r["by_type"].items():
         lines.append(f"    {t:<22} {v['top1']:.0%}  {v['top3']:.0%}  {v['pure']:.0%}")
+    if "cohorts" in r:
+        lines.append(evaluate_cohorts.report(r["cohorts"]))
     return "\n".join(lines)
 
 
@@ -171,9 +165,16 @@ def main(argv: list[str] | None = None) -> None:
             for k, v in TARGETS.items()
             if r.get(k, 0) < v
         ]
+        short += [
+            f"{r['run_id']}: multi-store event accuracy {r['cohorts']['event_accuracy']:.1%} < "
+            f"{evaluate_cohorts.TARGET:.0%}"
+            for r in results
+            if (r.get("cohorts") or {}).get("event_accuracy") is not None
+            and r["cohorts"]["event_accuracy"] < evaluate_cohorts.TARGET
+        ]
         if short:
             raise SystemExit("below target: " + "; ".join(short))
-        print(f"all figures meet the targets {TARGETS}")
+        print(f"all figures meet the targets {TARGETS}, event accuracy {evaluate_cohorts.TARGET}")
 
 
 if __name__ == "__main__":

@@ -33,12 +33,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cluster_minority_report import library_frame
-from jobs.lib.cli import parse_stage_args
+from jobs.lib.cli import stage_main
 from jobs.lib.config import DETECTION_TYPES, Attribution, Config
 from jobs.lib.features import FEATURES
-from jobs.lib.spark import build_spark
 from jobs.lib.tables import TABLES, Lakehouse
 from jobs.lib.ticks import dates_between, dates_of, naive_utc
+from schemas.mrs import REPORT_COLUMNS
 
 WRITES = ("minority_reports_proposed_attribution_log",)
 FEEDS = ("contextual_data", "all_campaign_data")
@@ -235,16 +235,7 @@ def attribute(
     schema = TABLES["minority_reports_proposed_attribution_log"].schema
     names = [f.name for f in schema.fields]
     carried = [
-        "report_id",
-        "series_key",
-        "store_id",
-        "sku",
-        "retailer_id",
-        "region",
-        "category",
-        "window_start",
-        "window_end",
-        "direction",
+        *REPORT_COLUMNS,
         "cluster_id",
         "cluster_name",
         "report_status",
@@ -335,11 +326,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = parse_stage_args(__doc__.split("\n\n")[0], argv)
-    spark = build_spark(a.cfg, "propose_cause_for_minority")
-    written = run(spark, a.cfg, a.start, a.end, a.run_id)
-    print(f"propose_cause_for_minority {a.start:%Y-%m-%dT%H:%MZ} .. {a.end:%Y-%m-%dT%H:%MZ}: {written}")
-    spark.stop()
+    stage_main(__doc__, "propose_cause_for_minority", run, argv)
 
 
 if __name__ == "__main__":

@@ -224,6 +224,10 @@ def _report_keys():
     ]
 
 
+# A report's identifying columns, as every report log carries them (report_id, run_id first).
+REPORT_COLUMNS = [f.name for f in _report_keys()]
+
+
 def _governance():
     return [
         _f("report_status", StringType(), False),  # the MRDL snapshot's: active | ended
@@ -314,3 +318,172 @@ MINORITY_REPORT_EMBEDDING = StructType(
         _f("is_degraded", BooleanType(), False),
     ]
 )
+
+
+# -- cohorting: reports -> Minority Events (spec note 001, decisions 3 and 4) ------------------------------
+def _event_window():
+    return [
+        _f("event_window_start", TimestampType(), False),  # the earliest window_start among the event's reports
+        _f("event_window_end", TimestampType()),  # NULL while the event is active
+    ]
+
+
+MINORITY_REPORTS_COHORTED_LOG = StructType(
+    [
+        *_report_keys(),
+        _f("report_group_id", StringType(), False),  # the event: ME- + sha256(anchor report_id | its window_start)
+        _f("event_status", StringType(), False),  # active | ended
+        _f("version", IntegerType(), False),  # monotonic per report: ticks since its window_start, plus one
+        _f("severity_score", DoubleType(), False),
+        _f("impact_estimate", DoubleType(), False),  # attributed minus baseline units (signed)
+        _f("attributed_sales_total", DoubleType(), False),
+        _f("baseline_sales_total", DoubleType(), False),
+        _f("feature_vector", ArrayType(DoubleType())),
+        _f("cluster_id", StringType()),
+        _f("cluster_name", StringType()),
+        _f("similarity_score", DoubleType()),
+        _f("cluster_match_confidence", DoubleType()),
+        _f("tsne_x", DoubleType()),  # from the latest t-SNE map written at or before the tick; NULL until one is
+        _f("tsne_y", DoubleType()),
+        _f("proposed_cause", StringType()),  # the report's own, carried from MRPAL
+        _f("proposed_cause_category", StringType()),
+        _f("confidence_score", DoubleType()),
+        _f("supporting_evidence", StringType()),  # MRPAL's evidence list joined with "; "
+        _f("cohort_id", StringType(), False),  # MC- + sha256 of the member report_ids: changes when membership does
+        _f("cohort_name", StringType(), False),  # e.g. "Competitor Stockout: CAT_02 in North, 4 stores"
+        _f("cohort_cause_category", StringType()),  # the members' confidence-weighted majority cause
+        _f("cohort_confidence", DoubleType(), False),  # [0, 1]: mean member confidence in that cause
+        _f("cohort_reason", StringType(), False),  # single report | temporal adjacency | shared cause | both
+        _f("cohort_size", IntegerType(), False),
+        _f("cohort_store_count", IntegerType(), False),
+        *_event_window(),
+        *_governance(),
+    ]
+)
+
+
+def _event_keys():
+    return [
+        _f("event_id", StringType(), False),  # = report_group_id
+        _f("run_id", StringType(), False),
+        _f("store_id", StringType(), False),  # the anchor report's store
+        _f("store_count", IntegerType(), False),
+        _f("report_count", IntegerType(), False),
+        _f("window_start", TimestampType(), False),
+        _f("window_end", TimestampType()),  # NULL while active
+    ]
+
+
+def _event_governance():
+    return [
+        _f("report_id", StringType(), False),  # the anchor: the event's earliest report
+        _f("report_status", StringType(), False),  # the anchor report's status
+        _f("written_at", TimestampType(), False),
+        _f("is_degraded", BooleanType(), False),  # a member report was produced with an input missing
+        _f("date", DateType(), False),
+    ]
+
+
+MINORITY_EVENT_LOG = StructType(
+    [
+        *_event_keys(),
+        _f("event_status", StringType(), False),  # active | ended | merged
+        _f("change", StringType(), False),  # created | reopened | ended | merged | membership
+        _f("merged_into", StringType()),  # the event that absorbed this one (change = merged)
+        _f("created_at", TimestampType(), False),  # when its earliest report was first detected
+        _f("finalized_at", TimestampType()),  # the tick it ended; NULL while active
+        *_event_governance(),
+    ]
+)
+
+MINORITY_EVENT_ENDED_LOG = StructType(
+    [
+        *_event_keys(),
+        *_event_governance(),
+    ]
+)
+
+
+# -- hydration: derived, one row per object, rewritten by key (spec note 002) ----------------------------
+MAX_ALIGNED_STORES = 14  # store_id_N / retailer_N pairs in the event roll-up; store_count has the full count
+
+MINORITY_REPORTS = StructType(
+    [
+        *_report_keys(),
+        # detection (MRDL)
+        _f("severity", DoubleType(), False),
+        _f("peak_anomaly_score", DoubleType(), False),
+        _f("attributed_sales_total", DoubleType(), False),
+        _f("baseline_sales_total", DoubleType(), False),
+        _f("ticks_active", IntegerType(), False),
+        _f("detection_model_version", StringType(), False),
+        _f("last_detected_at", TimestampType(), False),  # the report's latest MRDL snapshot
+        # clustering (MRCL); t-SNE points are in the view minority_reports_map (maps are made on demand)
+        _f("feature_vector", ArrayType(DoubleType())),
+        _f("library_version", StringType()),
+        _f("cluster_id", StringType()),
+        _f("cluster_name", StringType()),
+        _f("similarity_score", DoubleType()),
+        _f("cluster_match_confidence", DoubleType()),
+        # attribution (MRPAL)
+        *_cause(),
+        _f("confidence_tier", StringType()),
+        *_cause("_2"),
+        *_cause("_3"),
+        _f("supporting_evidence", ArrayType(StringType())),
+        _f("attribution_model_version", StringType()),
+        # cohorting (MRCH)
+        _f("report_group_id", StringType()),
+        _f("event_status", StringType()),
+        _f("cohort_name", StringType()),
+        _f("cohort_reason", StringType()),
+        _f("cohort_size", IntegerType()),
+        _f("report_status", StringType(), False),
+        _f("written_at", TimestampType(), False),  # the newest log row merged in
+        _f("is_degraded", BooleanType(), False),  # any of the merged rows is
+    ]
+)
+
+MINORITY_EVENTS_LOG = StructType(
+    [
+        _f("event_id", StringType(), False),
+        _f("run_id", StringType(), False),
+        _f("event_status", StringType(), False),  # active | ended | merged
+        _f("last_change", StringType(), False),  # the latest MELOG change
+        _f("merged_into", StringType()),
+        _f("cohort_name", StringType()),
+        _f("cohort_reason", StringType()),
+        _f("report_ids", ArrayType(StringType()), False),  # sorted
+        _f("report_count", IntegerType(), False),
+        _f("store_count", IntegerType(), False),  # all stores, even beyond the aligned 14
+        *[
+            f
+            for n in range(1, MAX_ALIGNED_STORES + 1)
+            for f in (_f(f"store_id_{n}", StringType()), _f(f"retailer_{n}", StringType()))
+        ],
+        _f("window_start", TimestampType(), False),
+        _f("window_end", TimestampType()),  # from minority_event_ended_log; NULL while active
+        _f("created_at", TimestampType(), False),
+        _f("finalized_at", TimestampType()),
+        _f("attributed_sales_total", DoubleType()),  # sums over the member reports
+        _f("baseline_sales_total", DoubleType()),
+        _f("avg_attributed_sales", DoubleType()),  # per member report
+        _f("avg_baseline_sales", DoubleType()),
+        _f("severity", DoubleType()),  # the largest member severity
+        _f("avg_severity", DoubleType()),
+        _f("cause_category", StringType()),  # the members' confidence-weighted majority cause
+        _f("proposed_cause", StringType()),  # the most confident member narrative for that cause
+        _f("confidence_score", DoubleType()),  # cohort_confidence
+        _f("chart_path", StringType()),  # PNG: actual vs baseline per store, the window shaded
+        _f("written_at", TimestampType(), False),
+        _f("is_degraded", BooleanType(), False),
+    ]
+)
+
+
+def _as_of(schema: StructType) -> StructType:
+    return StructType([_f("as_of", TimestampType(), False), *schema.fields])
+
+
+MINORITY_REPORTS_AS_OF = _as_of(MINORITY_REPORTS)
+MINORITY_EVENTS_AS_OF = _as_of(MINORITY_EVENTS_LOG)

@@ -46,6 +46,9 @@ def test_pipeline_task_graph(dagbag):
         ("ingest", "detect_anomalies"),
         ("detect_anomalies", "cluster_minority_report"),
         ("cluster_minority_report", "propose_cause_for_minority"),
+        ("propose_cause_for_minority", "build_minority_report_cohorts"),
+        ("build_minority_report_cohorts", "hydrate_minority_reports"),
+        ("hydrate_minority_reports", "render_event_charts"),
     }
     assert dag.catchup is True
     assert dag.task_dict["detect_anomalies"].depends_on_past is True
@@ -53,7 +56,9 @@ def test_pipeline_task_graph(dagbag):
 
 def test_stages_take_the_data_interval_from_templates(dagbag):
     dag = dagbag.dags["mrs_pipeline"]
-    for task_id in ("ingest", "detect_anomalies", "cluster_minority_report", "propose_cause_for_minority"):
+    stages = [t.task_id for t in dag.tasks if t.task_id not in ("reset_requested", "reset_run_id")]
+    assert len(stages) == 7
+    for task_id in stages:
         args = dag.task_dict[task_id].application_args
         assert "{{ params.start or (data_interval_start | ts) }}" in args
         assert "{{ params.end or (data_interval_end | ts) }}" in args

@@ -60,7 +60,7 @@ def test_pipeline_dag_turns_sales_into_reports_under_a_new_run_id(spark, tmp_pat
     airflow(env, "db", "migrate")
     conf = {"start": START.isoformat(), "end": end.isoformat(), "reset_run_id": "demo-002"}
     out = airflow(env, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", json.dumps(conf))
-    assert "propose_cause_for_minority" in out
+    assert "render_event_charts" in out
 
     assert lake.active_run_id() == "demo-002"
     assert [r.run_id for r in lake.read("demo_run_config").orderBy("seq").collect()] == ["demo-002"]
@@ -75,3 +75,10 @@ def test_pipeline_dag_turns_sales_into_reports_under_a_new_run_id(spark, tmp_pat
     snapshots = lake.read("minority_reports_detected_log", "demo-002").count()
     assert lake.read("minority_reports_clustered_log", "demo-002").count() == snapshots
     assert lake.read("minority_reports_proposed_attribution_log", "demo-002").count() == snapshots
+    # ... grouped into events, hydrated one row per report and per event, each event charted.
+    reports = lake.read("minority_reports", "demo-002")
+    mrdl = lake.read("minority_reports_detected_log", "demo-002")
+    assert reports.count() == mrdl.select("report_id").distinct().count()
+    assert reports.where("report_group_id IS NULL").count() == 0
+    events = lake.read("minority_events_log", "demo-002").where("event_status != 'merged'").collect()
+    assert events and all(Path(e.chart_path).is_file() for e in events)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,3 +33,14 @@ def parse_stage_args(description: str, argv: list[str] | None = None) -> StageAr
     except ValueError as e:
         p.error(str(e))
     return StageArgs(cfg, start, end, a.run_id)
+
+
+def stage_main(doc: str, app: str, run: Callable, argv: list[str] | None = None) -> None:
+    """A stage job's ``main``: parse ``--config --start --end``, build the session, run, report, stop."""
+    from jobs.lib.spark import build_spark  # pyspark only where a session is built
+
+    a = parse_stage_args(doc.split("\n\n")[0], argv)
+    spark = build_spark(a.cfg, app)
+    result = run(spark, a.cfg, a.start, a.end, a.run_id)
+    print(f"{app} {a.start:%Y-%m-%dT%H:%MZ} .. {a.end:%Y-%m-%dT%H:%MZ}: {result}")
+    spark.stop()

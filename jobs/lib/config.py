@@ -148,6 +148,19 @@ class Attribution(_Strict):
         return self
 
 
+class Cohorting(_Strict):
+    gap_minutes: int = Field(30, ge=0)  # temporal adjacency: a report this close after another joins its event
+    lookback_hours: int = Field(12, ge=1)  # an event ended longer ago than this is final and no longer recomputed
+    # Stores of one retailer or one region may share a cause (spec decision 4).
+    shared_cause_scope: list[Literal["retailer_id", "region"]] = ["retailer_id", "region"]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Cohorting:
+        if self.lookback_hours * 60 <= self.gap_minutes:
+            raise ValueError("lookback_hours: must be longer than gap_minutes")
+        return self
+
+
 class AnomalyCounts(_Strict):
     social_viral: int = Field(3, ge=0)
     competitor_stockout: int = Field(2, ge=0)
@@ -188,6 +201,7 @@ class Config(_Strict):
     detection: Detection
     clustering: Clustering
     attribution: Attribution
+    cohorting: Cohorting = Cohorting()
     generator: Generator
     source: Path = Field(DEFAULT_CONFIG, exclude=True)
 

@@ -116,6 +116,52 @@ TABLES: dict[str, Table] = {
             (),
             "t-SNE coordinates of reports and library centroids, one set per embedding_id",
         ),
+        Table(
+            "minority_reports_cohorted_log",
+            mrs.MINORITY_REPORTS_COHORTED_LOG,
+            ("run_id", "report_id", "written_at"),
+            description="MRCH: each report's event (report_group_id) per tick while the event is active or changes",
+        ),
+        Table(
+            "minority_event_log",
+            mrs.MINORITY_EVENT_LOG,
+            ("run_id", "event_id", "written_at"),
+            description="MELOG: the event registry, a row when an event is created or its state changes",
+        ),
+        Table(
+            "minority_event_ended_log",
+            mrs.MINORITY_EVENT_ENDED_LOG,
+            ("run_id", "event_id", "written_at"),
+            description="the authoritative window_end of each event, a row each time it ends",
+        ),
+        Table(
+            "minority_reports",
+            mrs.MINORITY_REPORTS,
+            ("run_id", "report_id"),
+            (),
+            "hydrated: one row per report, the latest row of every report log merged wide",
+        ),
+        Table(
+            "minority_events_log",
+            mrs.MINORITY_EVENTS_LOG,
+            ("run_id", "event_id"),
+            (),
+            "hydrated: one row per Minority Event with its reports, stores, totals, cause and status",
+        ),
+        Table(
+            "minority_reports_as_of",
+            mrs.MINORITY_REPORTS_AS_OF,
+            ("as_of", "run_id", "report_id"),
+            (),
+            "minority_reports rebuilt as it stood at a past tick (hydrate --as-of), one set per as_of",
+        ),
+        Table(
+            "minority_events_as_of",
+            mrs.MINORITY_EVENTS_AS_OF,
+            ("as_of", "run_id", "event_id"),
+            (),
+            "minority_events_log rebuilt as it stood at a past tick (hydrate --as-of), one set per as_of",
+        ),
     ]
 }
 
@@ -182,6 +228,23 @@ class Lakehouse:
         metrics = target.alias("t").merge(source.alias("s"), cond).whenNotMatchedInsertAll().execute().first()
         return int(metrics["num_inserted_rows"]) if metrics else 0
 
+    def upsert(self, name: str, df: DataFrame) -> dict[str, int]:
+        """Derived tables only (hydration): insert new keys, overwrite the rows of keys already there."""
+        t = TABLES[name]
+        target = self.ensure(name)
+        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in t.keys)
+        merge = target.alias("t").merge(conform(df, t.schema).alias("s"), cond)
+        metrics = merge.whenMatchedUpdateAll().whenNotMatchedInsertAll().execute().first()
+        return {k: int(metrics[f"num_{k}_rows"]) if metrics else 0 for k in ("inserted", "updated")}
+
+    def replace_where(self, name: str, df: DataFrame, condition: str) -> int:
+        """Derived tables only: atomically replace the rows matching ``condition`` with ``df``."""
+        t = TABLES[name]
+        self.ensure(name)
+        rows = conform(df, t.schema)
+        rows.write.format("delta").mode("overwrite").option("replaceWhere", condition).save(self.path(name))
+        return self.read(name).where(condition).count()
+
     # -- run_id (spec decision 8) -------------------------------------------------------------------
     def active_run_id(self) -> str:
         latest = self.read("demo_run_config").orderBy(F.col("seq").desc()).select("run_id").first()
@@ -197,8 +260,24 @@ class Lakehouse:
         return True
 
 
+def views(cfg: Config) -> dict[str, str]:
+    """Views over the tables, for analysts: the active run's objects, and reports on the latest t-SNE map."""
+    s = CATALOG_SCHEMA
+    active = f"coalesce((SELECT max_by(run_id, seq) FROM {s}.demo_run_config), '{cfg.pipeline.default_run_id}')"
+    return {
+        "active_minority_reports": f"SELECT * FROM {s}.minority_reports WHERE run_id = {active}",
+        "active_minority_events": f"SELECT * FROM {s}.minority_events_log WHERE run_id = {active}",
+        "minority_reports_map": (
+            f"SELECT r.*, e.tsne_x, e.tsne_y, e.embedding_id FROM {s}.minority_reports r LEFT JOIN ("
+            "SELECT run_id, point_id, tsne_x, tsne_y, embedding_id, row_number() OVER (PARTITION BY run_id, "
+            f"point_id ORDER BY written_at DESC, embedding_id DESC) AS rn FROM {s}.minority_report_embedding "
+            "WHERE point_type = 'report') e ON e.run_id = r.run_id AND e.point_id = r.report_id AND e.rn = 1"
+        ),
+    }
+
+
 def catalog_ddl(cfg: Config) -> str:
-    """SQL that registers every table in the ``mrs`` schema of a Spark catalog (idempotent)."""
+    """SQL that registers every table and view in the ``mrs`` schema of a Spark catalog (idempotent)."""
     lines = [f"CREATE SCHEMA IF NOT EXISTS {CATALOG_SCHEMA};"]
     for t in TABLES.values():
         cols = ",\n  ".join(
@@ -210,4 +289,6 @@ def catalog_ddl(cfg: Config) -> str:
             f"CREATE TABLE IF NOT EXISTS {CATALOG_SCHEMA}.{t.name} (\n  {cols}\n) USING DELTA{part}\n"
             f"COMMENT '{comment}'\nLOCATION '{cfg.paths.lakehouse / t.name}';"
         )
+    for name, query in views(cfg).items():
+        lines.append(f"CREATE OR REPLACE VIEW {CATALOG_SCHEMA}.{name} AS {query};")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,36 @@
+"""The stages of ``mrs_pipeline`` in DAG order, to run a range in one process (tests, evaluation, libraries).
+
+The DAG runs each stage as its own ``spark-submit``; this runs the same ``run`` functions in one session.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import SparkSession
+
+from jobs import (
+    build_minority_report_cohorts,
+    cluster_minority_report,
+    detect_anomalies,
+    hydrate_minority_reports,
+    ingest,
+    propose_cause_for_minority,
+    render_event_charts,
+)
+from jobs.lib.config import Config
+
+STAGES = (
+    ingest,
+    detect_anomalies,
+    cluster_minority_report,
+    propose_cause_for_minority,
+    build_minority_report_cohorts,
+    hydrate_minority_reports,
+    render_event_charts,
+)
+
+
+def run_range(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id: str, stages=STAGES) -> dict:
+    """Every stage over [start, end) under ``run_id``; what each wrote."""
+    return {s.__name__.split(".")[-1]: s.run(spark, cfg, start, end, run_id) for s in stages}
