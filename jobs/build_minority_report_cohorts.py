@@ -9,7 +9,8 @@ and MRPAL) are linked two ways (spec decision 4) and each connected group is one
 - **shared cause**: reports of different stores of one retailer or region (``cohorting.shared_cause_scope``)
   whose windows overlap, that move the same way and share the primary cause category, and either cite the same
   feed record for it (one competitor notice, one campaign: whatever shape each report matched) or, citing none
-  in common, match the same named cluster. Records for the cause with none in common: two events.
+  in common, match the same named cluster for the same product (SKU; category at store grain). Records for
+  the cause with none in common: two events.
 
 The event's id is spec decision 3's ``report_group_id`` (its earliest report anchors it), so it survives the
 event ending and **reopening** when an adjacent report arrives later, and two events that merge keep the
@@ -115,6 +116,7 @@ def link(s: pd.DataFrame, t: pd.Timestamp, c: Cohorting) -> tuple[np.ndarray, np
         ok = (gap(i, j) <= gap_limit) & ((same_series[i] == same_series[j]) | same_cause(i, j))
         edges.append((i[ok], j[ok], np.zeros(ok.sum(), dtype=int)))
     family = s["cluster_family"].to_numpy(dtype=object)
+    sku, category = s["sku"].to_numpy(dtype=object), s["category"].to_numpy(dtype=object)
     refs = s["feed_refs"].to_numpy(dtype=object)
     store = s["store_id"].to_numpy(dtype=object)
     for scope in c.shared_cause_scope:
@@ -123,10 +125,14 @@ def link(s: pd.DataFrame, t: pd.Timestamp, c: Cohorting) -> tuple[np.ndarray, np
             continue
         ok = (store[i] != store[j]) & (gap(i, j) <= np.timedelta64(0, "m")) & same_cause(i, j)
         # The same feed record (one notice, one campaign) links them whatever shape each matched; without
-        # one, the named cluster must agree; records for the cause with none in common: two events.
+        # one, the named cluster and the product (SKU, or category at store grain) must agree; records for
+        # the cause with none in common: two events.
         shared = np.array([bool(refs[a] & refs[b]) for a, b in zip(i, j, strict=True)], dtype=bool)
         apart = np.array([bool(refs[a]) and bool(refs[b]) for a, b in zip(i, j, strict=True)], dtype=bool) & ~shared
-        ok &= shared | ((pd.notna(family[i]) & (family[i] == family[j])) & ~apart)
+        both_sku = pd.notna(sku[i]) & pd.notna(sku[j])
+        product = np.where(both_sku, sku[i] == sku[j], pd.notna(category[i]) & (category[i] == category[j]))
+        alike = pd.notna(family[i]) & (family[i] == family[j]) & product.astype(bool)
+        ok &= shared | (alike & ~apart)
         edges.append((i[ok], j[ok], np.ones(ok.sum(), dtype=int)))
     if not edges:
         return np.array([], dtype=int), np.array([], dtype=int), np.array([], dtype=int)

@@ -82,10 +82,11 @@ def test_shared_cause_joins_stores_that_cite_one_record_or_else_match_one_cluste
             report("J", store="S10", start=later, cluster="Promo Uplift", **west),
             report("K", store="S11", start=later, cluster="Promo Uplift 2", **west),
             report("L", store="S12", start=later, cluster="TikTok Viral", **west),
+            report("M", store="S13", sku="K2", start=later, cluster="Promo Uplift", **west),  # another product
         ]
     )
     out = cohort_tick(s, T0 + 4 * TICK, c)
-    assert groups(out) == {frozenset(g) for g in ("ABFG", "C", "D", "E", "H", "JK", "L")}
+    assert groups(out) == {frozenset(g) for g in ("ABFG", "C", "D", "E", "H", "JK", "L", "M")}
     row = out[out["report_id"] == "A"].iloc[0]
     assert (row["cohort_reason"], row["cohort_store_count"]) == ("shared cause", 4)
     assert row["cohort_name"] == "Competitor Stockout: K1 at 4 stores in North"
