@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
@@ -37,7 +37,7 @@ from jobs.generate_data import DETECTION_TYPE, generate
 from jobs.lib.config import Clustering, Config, load_config
 from jobs.lib.features import FEATURES, pairwise_distances
 from jobs.lib.spark import build_spark
-from jobs.lib.tables import TABLES, Lakehouse
+from jobs.lib.tables import TABLES, Lakehouse, latest
 
 WRITES = ("cluster_library",)
 NAMES = {
@@ -143,12 +143,6 @@ def library_rows(model: dict, version: str, trained_on: str, run_id: str, writte
 
 
 # -- training data ---------------------------------------------------------------------------------------
-def final_snapshots(mrdl: DataFrame) -> DataFrame:
-    """Each report's latest snapshot: its whole shape."""
-    w = Window.partitionBy("report_id").orderBy(F.col("written_at").desc())
-    return mrdl.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
-
-
 def label_reports(
     reports: pd.DataFrame, truth: pd.DataFrame, tick_seconds: int, column: str = "anomaly_type"
 ) -> list[str | None]:
@@ -182,7 +176,7 @@ def read_truth(path: Path) -> pd.DataFrame:
 def learn_from_run(spark: SparkSession, cfg: Config, run_id: str, truth: pd.DataFrame) -> tuple[dict, dict]:
     """Train on a run's reports; returns the model and its provenance."""
     lake = Lakehouse(spark, cfg)
-    snaps = final_snapshots(lake.read("minority_reports_detected_log", run_id))
+    snaps = latest(lake.read("minority_reports_detected_log", run_id))  # each report's whole shape
     inputs = clustering.read_inputs(lake, cfg, run_id, None, _far_future(), snaps=snaps)
     if inputs is None:
         raise ValueError(f"run {run_id} has no minority reports to learn from")

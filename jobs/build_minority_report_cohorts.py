@@ -432,27 +432,30 @@ def read_inputs(lake: Lakehouse, cfg: Config, run_id: str, start: datetime, end:
         log("minority_reports_proposed_attribution_log"),
     )
     embedding = lake.read("minority_report_embedding", run_id).where(F.col("written_at") < F.lit(end))
-    return snaps, embedding, first
+    return snaps, embedding
 
 
 def cohort(
     snaps: DataFrame, embedding: DataFrame, start: datetime, end: datetime, cfg: Config, run_id: str
 ) -> dict[str, DataFrame]:
     """The stage as one transform: report snapshots (+ t-SNE maps) -> MRCH, MELOG and the ended log for
-    [start, end)."""
-    first = start - timedelta(seconds=cfg.tick_seconds)
-    st = states(snaps, first, end, cfg.cohorting, cfg.tick_seconds).cache()
-    ev = events(st, cfg.cohorting).cache()
-    return cohort_logs(st, ev, embedding, start, cfg.tick_seconds, run_id)
+    [start, end). ``run`` persists the states and events in between, as the three logs share them."""
+    st = states(snaps, start - timedelta(seconds=cfg.tick_seconds), end, cfg.cohorting, cfg.tick_seconds)
+    return cohort_logs(st, events(st, cfg.cohorting), embedding, start, cfg.tick_seconds, run_id)
 
 
 def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id: str | None = None) -> dict:
     lake = Lakehouse(spark, cfg)
     run_id = run_id or lake.active_run_id()
-    snaps, embedding, _ = read_inputs(lake, cfg, run_id, start, end)
-    out = cohort(snaps, embedding, start, end, cfg, run_id)
+    snaps, embedding = read_inputs(lake, cfg, run_id, start, end)
+    st = states(snaps, start - timedelta(seconds=cfg.tick_seconds), end, cfg.cohorting, cfg.tick_seconds).persist()
+    ev = events(st, cfg.cohorting).persist()  # each tick's components: computed once for the three logs
+    out = cohort_logs(st, ev, embedding, start, cfg.tick_seconds, run_id)
     days = dates_of(start, end)
-    return {name: lake.append_new(name, df, days) for name, df in out.items()}
+    written = {name: lake.append_new(name, df, days) for name, df in out.items()}
+    st.unpersist()
+    ev.unpersist()
+    return written
 
 
 def main(argv: list[str] | None = None) -> None:

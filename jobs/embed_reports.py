@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession, Window
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from sklearn.manifold import TSNE
 
@@ -26,7 +26,7 @@ from jobs.cluster_minority_report import load_library
 from jobs.lib.config import Config, load_config
 from jobs.lib.features import Library
 from jobs.lib.spark import build_spark
-from jobs.lib.tables import TABLES, Lakehouse
+from jobs.lib.tables import TABLES, Lakehouse, latest
 
 WRITES = ("minority_report_embedding",)
 
@@ -102,12 +102,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, png: Path |
     lake = Lakehouse(spark, cfg)
     run_id = run_id or lake.active_run_id()
     library = load_library(lake, cfg)
-    latest = Window.partitionBy("report_id").orderBy(F.col("written_at").desc())
     reports = (
-        lake.read("minority_reports_clustered_log", run_id)
-        .where(F.col("library_version") == library.version)
-        .withColumn("_rn", F.row_number().over(latest))
-        .where("_rn = 1 AND feature_vector IS NOT NULL")
+        latest(lake.read("minority_reports_clustered_log", run_id).where(F.col("library_version") == library.version))
+        .where("feature_vector IS NOT NULL")
         .select("report_id", "cluster_id", "cluster_name", "feature_vector", "written_at", "is_degraded")
         .toPandas()
         .sort_values("report_id")

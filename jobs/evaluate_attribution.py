@@ -8,7 +8,7 @@ overlapping window). Over the reports that found an injected anomaly it prints:
 - **cluster purity**: the matched cluster's name is the injected type's ("TikTok Viral" for a viral spike, ...);
 
 and the same per anomaly (the majority of its reports). With ``--seeds`` it first generates data with each seed
-in a scratch folder and runs ingest, detection, clustering and attribution on it (one range run per seed);
+in a scratch folder and runs every pipeline stage on it (one range run per seed), events scored too;
 without, it evaluates the active run of the configured lakehouse (``make demo``'s).
 
     python -m jobs.evaluate_attribution [--seeds 202 303] [--check] [--json]
@@ -22,22 +22,16 @@ import shutil
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-from pyspark.sql import SparkSession, Window
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
 from jobs import evaluate_cohorts, pipeline, propose_cause_for_minority
 from jobs.build_cluster_library import NAMES, UNEXPLAINED, label_reports, read_truth
 from jobs.generate_data import DETECTION_TYPE, generate
 from jobs.lib.config import Config, load_config
 from jobs.lib.spark import build_spark
-from jobs.lib.tables import Lakehouse
+from jobs.lib.tables import Lakehouse, latest
 
 TARGETS = {"top1": 0.80, "top3": 0.95, "cluster_purity": 0.80}
-
-
-def latest(df):
-    w = Window.partitionBy("report_id").orderBy(F.col("written_at").desc())
-    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
 def evaluate(reports: pd.DataFrame, truth: pd.DataFrame, tick_seconds: int) -> dict:

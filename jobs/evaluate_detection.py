@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.lib.config import Config, load_config
 from jobs.lib.spark import build_spark
-from jobs.lib.tables import Lakehouse
+from jobs.lib.tables import Lakehouse, latest
 
 TRUTH_SCHEMA = (
     "anomaly_id string, anomaly_type string, detection_type string, series_key string, store_id string, "
@@ -27,18 +27,11 @@ TRUTH_SCHEMA = (
 
 def latest_reports(mrdl: DataFrame, tick_seconds: int) -> DataFrame:
     """The latest snapshot of each report; an open report's window runs to the end of its last tick."""
-    latest = Window.partitionBy("report_id").orderBy(F.col("written_at").desc())
-    return (
-        mrdl.withColumn("_rn", F.row_number().over(latest))
-        .where("_rn = 1")
-        .select(
-            "report_id",
-            "series_key",
-            "window_start",
-            F.coalesce("window_end", F.col("written_at") + F.expr(f"INTERVAL {tick_seconds} SECONDS")).alias(
-                "window_end"
-            ),
-        )
+    return latest(mrdl).select(
+        "report_id",
+        "series_key",
+        "window_start",
+        F.coalesce("window_end", F.col("written_at") + F.expr(f"INTERVAL {tick_seconds} SECONDS")).alias("window_end"),
     )
 
 

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 
 from jobs.lib.config import Config, load_config
 from jobs.lib.spark import build_spark
-from jobs.lib.tables import Lakehouse
+from jobs.lib.tables import Lakehouse, latest
 from jobs.lib.ticks import check_interval, dates_between, fmt_ts, parse_ts
 from schemas.mrs import MAX_ALIGNED_STORES, REPORT_COLUMNS
 
@@ -40,12 +40,6 @@ REPORT_LOGS = (
     "minority_reports_cohorted_log",
 )
 EVENT_LOGS = ("minority_event_log", "minority_event_ended_log")
-
-
-def latest(df: DataFrame, *keys: str) -> DataFrame:
-    """The newest row (by written_at) of each key: how a log's snapshots resolve to a current state."""
-    w = Window.partitionBy(*keys).orderBy(F.col("written_at").desc())
-    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
 def hydrate_reports(mrdl: DataFrame, mrcl: DataFrame, mrpal: DataFrame, mrch: DataFrame) -> DataFrame:
@@ -107,9 +101,10 @@ def _any(*cols: str) -> Column:
     return F.greatest(*[F.coalesce(F.col(c), F.lit(False)) for c in cols])
 
 
-def hydrate_events(mrch: DataFrame, melog: DataFrame, ended: DataFrame, charts: Path) -> DataFrame:
-    """Event logs and the MRCH rows of the reports concerned -> one row per event (merged ones included)."""
-    members = latest(mrch, "run_id", "report_id").withColumnRenamed("report_group_id", "event_id")
+def hydrate_events(current: DataFrame, melog: DataFrame, ended: DataFrame, charts: Path) -> DataFrame:
+    """Event logs and each member report's latest MRCH row (``current``) -> one row per event (merged ones
+    included)."""
+    members = current.withColumnRenamed("report_group_id", "event_id")
     pair = F.struct(F.col("store_id"), F.col("retailer_id"))
     w = Window.partitionBy("run_id", "event_id").orderBy(
         F.col("confidence_score").desc_nulls_last(), F.col("report_id")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -174,6 +174,12 @@ def conform(df: DataFrame, schema: StructType) -> DataFrame:
     if missing:
         raise ValueError(f"frame lacks columns {missing} of the target schema")
     return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+def latest(df: DataFrame, *keys: str) -> DataFrame:
+    """The newest row (by ``written_at``) of each key: how a log's snapshots resolve to a current state."""
+    w = Window.partitionBy(*(keys or ("report_id",))).orderBy(F.col("written_at").desc())
+    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
 class Lakehouse:
