@@ -12,6 +12,7 @@ from pyspark.sql.types import (
     DoubleType,
     IntegerType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -487,3 +488,162 @@ def _as_of(schema: StructType) -> StructType:
 
 MINORITY_REPORTS_AS_OF = _as_of(MINORITY_REPORTS)
 MINORITY_EVENTS_AS_OF = _as_of(MINORITY_EVENTS_LOG)
+
+
+# -- the analyst loop: edits, finalisation, rereview (spec note 004 sections 4 and 9, note 002) --------------
+# What an edit may change. Anything else is refused by the edit command with nothing written.
+EDITABLE_REPORT_FIELDS = ("proposed_cause_category", "proposed_cause", "review_status", "supporting_evidence", "comment")
+EDITABLE_EVENT_FIELDS = ("cause_category", "cohort_name", "review_status", "supporting_evidence", "comment")
+# proposed: awaiting review | confirmed / rejected: by an analyst | auto_confirmed: by an automation rule
+REVIEW_STATUSES = ("proposed", "confirmed", "auto_confirmed", "rejected")
+
+
+def _edit_fields():
+    return [
+        _f("field", StringType(), False),  # one of EDITABLE_*_FIELDS
+        _f("value", StringType(), False),
+        _f("author", StringType(), False),  # a person, or automation:<rule>
+        _f("reason", StringType()),
+        _f("request_id", StringType(), False),  # the Airflow run or command that made it: repeats add nothing
+        _f("edit_seq", LongType(), False),  # order of edits at one written_at (automation 0, analysts from 1)
+    ]
+
+
+USER_EDITS_LOG = StructType(
+    [
+        _f("edit_id", StringType(), False),  # UE- + sha256(request_id | report_id | field)
+        _f("run_id", StringType(), False),
+        _f("report_id", StringType(), False),
+        *_edit_fields(),
+        _f("report_status", StringType(), False),  # the report's status when edited
+        _f("written_at", TimestampType(), False),  # the tick after the latest one processed (data time)
+        _f("is_degraded", BooleanType(), False),
+    ]
+)
+
+USER_MINORITY_EVENTS_EDITS_LOG = StructType(
+    [
+        _f("edit_id", StringType(), False),  # EE- + sha256(request_id | event_id | field)
+        _f("run_id", StringType(), False),
+        _f("event_id", StringType(), False),
+        *_edit_fields(),
+        _f("report_id", StringType(), False),  # the event's anchor report
+        _f("report_status", StringType(), False),  # the event's status when edited
+        _f("written_at", TimestampType(), False),
+        _f("is_degraded", BooleanType(), False),
+    ]
+)
+
+MINORITY_REPORTS_FINALISED_LOG = StructType(
+    [
+        *_report_keys(),
+        *_cause(),  # final values: analysts' corrections over the model's proposal
+        _f("confidence_tier", StringType()),
+        _f("review_status", StringType(), False),  # REVIEW_STATUSES
+        _f("supporting_evidence", ArrayType(StringType()), False),  # the model's, then analysts' additions
+        _f("analyst_comment", StringType()),
+        _f("rejected_categories", ArrayType(StringType()), False),  # causes analysts rejected (rereview drops them)
+        _f("field_sources", MapType(StringType(), StringType()), False),  # field -> model | analyst | automation
+        _f("edited_by", StringType()),  # the latest edit's author
+        _f("cluster_id", StringType()),
+        _f("library_version", StringType()),
+        _f("attribution_model_version", StringType()),
+        _f("model_source", StringType(), False),  # pipeline | rereview: the log the model values come from
+        _f("model_written_at", TimestampType(), False),  # that log row's written_at
+        _f("edit_seq", LongType(), False),  # the latest edit applied (-1: none)
+        _f("finalised_id", StringType(), False),  # sha256(report_id | model row | edits applied)
+        *_governance(),
+    ]
+)
+
+REREVIEW_WORKLIST_LOG = StructType(
+    [
+        _f("rereview_id", StringType(), False),  # RR- + sha256(report_id | versions | rejected categories)
+        _f("run_id", StringType(), False),
+        _f("report_id", StringType(), False),
+        _f("reasons", ArrayType(StringType()), False),  # low_confidence | analyst_rejected | older_model
+        _f("rejected_categories", ArrayType(StringType()), False),
+        _f("previous_cause_category", StringType()),
+        _f("previous_confidence", DoubleType()),
+        _f("previous_library_version", StringType()),
+        _f("previous_model_version", StringType()),
+        _f("library_version", StringType(), False),  # the versions it is rereviewed with
+        _f("attribution_model_version", StringType(), False),
+        *_governance(),
+    ]
+)
+
+REREVIEW_CLUSTERED_LOG = StructType([_f("rereview_id", StringType(), False), *MINORITY_REPORTS_CLUSTERED_LOG.fields])
+REREVIEW_PROPOSED_ATTRIBUTION_LOG = StructType(
+    [_f("rereview_id", StringType(), False), *MINORITY_REPORTS_PROPOSED_ATTRIBUTION_LOG.fields]
+)
+
+
+# -- protection, alerts, health (note 002 protection, note 004 section 8) -----------------------------------
+PROTECTION_FEED = StructType(
+    [
+        _f("run_id", StringType(), False),
+        *_series_keys(),
+        _f("retailer_id", StringType()),
+        _f("region", StringType()),
+        _f("category", StringType()),
+        _f("ts", TimestampType(), False),  # the tick
+        _f("report_id", StringType(), False),
+        _f("event_id", StringType()),
+        _f("cause_category", StringType()),
+        _f("review_status", StringType(), False),  # only the statuses in protection.include_statuses
+        _f("confidence_score", DoubleType()),
+        _f("actual_units", DoubleType(), False),
+        _f("baseline_units", DoubleType(), False),
+        _f("anomalous_units", DoubleType(), False),  # actual - baseline: what campaigns must not be credited with
+        _f("actual_revenue", DoubleType(), False),
+        _f("anomalous_revenue", DoubleType(), False),
+        _f("report_status", StringType(), False),
+        _f("written_at", TimestampType(), False),  # the finalised row it was built from
+        _f("is_degraded", BooleanType(), False),
+        _f("date", DateType(), False),
+    ]
+)
+
+UI_NOTIFICATIONS_LOG = StructType(
+    [
+        _f("notification_id", StringType(), False),  # NT- + sha256(run_id | event or check | trigger | recipient)
+        _f("run_id", StringType(), False),
+        _f("event_id", StringType()),  # NULL for a pipeline health alert
+        _f("trigger_condition", StringType(), False),  # e.g. severity>=0.9, category:Competitor Stockout, health:stale
+        _f("delivered_to", StringType(), False),  # the subscriber's address
+        _f("channel", StringType(), False),  # email+ui
+        _f("subject", StringType(), False),
+        _f("body", StringType(), False),
+        _f("link", StringType()),  # opens the event (its chart) or the health row
+        _f("severity", DoubleType()),
+        _f("cause_category", StringType()),
+        _f("report_id", StringType()),  # the event's anchor report
+        _f("report_status", StringType(), False),  # the event's status when the trigger held
+        _f("written_at", TimestampType(), False),  # the first tick the trigger held
+        _f("is_degraded", BooleanType(), False),
+    ]
+)
+
+PIPELINE_HEALTH_LOG = StructType(
+    [
+        _f("run_id", StringType(), False),
+        _f("interval_start", TimestampType(), False),
+        _f("interval_end", TimestampType(), False),
+        _f("latest_tick_seen", TimestampType()),  # the newest tick with any sales row
+        _f("freshness_lag_minutes", DoubleType()),  # interval_end - (latest_tick_seen + tick); NULL: no data at all
+        _f("expected_series", IntegerType(), False),  # series seen in the lookback before the interval
+        _f("series_with_data", IntegerType(), False),
+        _f("coverage", DoubleType(), False),  # share of expected series x ticks with data
+        _f("rows_read", LongType(), False),
+        _f("rows_quarantined", LongType(), False),
+        _f("error_rate", DoubleType(), False),  # quarantined / read
+        _f("rows_written", MapType(StringType(), LongType()), False),  # table -> rows written in the interval
+        _f("health_status", StringType(), False),  # ok | degraded | stale
+        _f("problems", ArrayType(StringType()), False),
+        _f("report_status", StringType(), False),  # = health_status (governance field)
+        _f("written_at", TimestampType(), False),  # the interval's last tick
+        _f("is_degraded", BooleanType(), False),
+        _f("date", DateType(), False),
+    ]
+)

@@ -161,6 +161,73 @@ class Cohorting(_Strict):
         return self
 
 
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class AutomationRule(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9_]+$")  # edits are written by author automation:<name>
+    weekdays: list[Literal[WEEKDAYS]] = list(WEEKDAYS)  # UTC day of the tick the rule may act on
+    min_confidence: float = Field(0.7, ge=0, le=1)  # acts on reports whose confidence exceeds this
+    action: Literal["auto_confirm"] = "auto_confirm"
+
+
+class Automation(_Strict):
+    rules: list[AutomationRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Automation:
+        names = [r.name for r in self.rules]
+        if len(names) != len(set(names)):
+            raise ValueError(f"rules: rule names must be unique, got {names}")
+        return self
+
+
+class Protection(_Strict):
+    # Review statuses whose anomalous sales are fed to the MMM and the bandit as "do not credit campaigns".
+    include_statuses: list[Literal["proposed", "confirmed", "auto_confirmed", "rejected"]] = [
+        "confirmed",
+        "auto_confirmed",
+    ]
+
+
+class Scope(_Strict):
+    """What a subscriber covers; an empty list means every value."""
+
+    retailer_id: list[str] = Field(default_factory=list)
+    region: list[str] = Field(default_factory=list)
+    category: list[str] = Field(default_factory=list)
+
+
+class Subscriber(_Strict):
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str = ""
+    scope: Scope = Scope()
+    health: bool = False  # also receives pipeline health alerts (stale or degraded runs)
+
+
+class Alerts(_Strict):
+    severity_threshold: float = Field(0.9, ge=0, le=1)
+    high_impact_categories: list[str] = ["Social/Viral Event", "Competitor Stockout"]
+    smtp_conn_id: str = "smtp_default"  # the Airflow connection the DAG hands to the alerting job
+    sender: str = "mrs-alerts@localhost"
+    link_base: str = "http://localhost:8080"  # links in alerts open the event from here
+    subscribers: list[Subscriber] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_categories(self) -> Alerts:
+        bad = sorted(set(self.high_impact_categories) - set(DETECTION_TYPES))
+        if bad:
+            raise ValueError(f"high_impact_categories: unknown detection type(s) {bad}")
+        return self
+
+
+class Health(_Strict):
+    max_lag_minutes: float = Field(60.0, ge=0)  # newer data than this behind the interval's end: stale
+    min_coverage: float = Field(0.9, ge=0, le=1)  # a smaller share of expected series x ticks: degraded
+    max_error_rate: float = Field(0.05, ge=0, le=1)  # a larger quarantined share: degraded
+    expected_series_days: int = Field(7, ge=1)  # series seen this many days before the interval are expected
+
+
 class AnomalyCounts(_Strict):
     social_viral: int = Field(3, ge=0)
     competitor_stockout: int = Field(2, ge=0)
@@ -202,6 +269,10 @@ class Config(_Strict):
     clustering: Clustering
     attribution: Attribution
     cohorting: Cohorting = Cohorting()
+    automation: Automation = Automation()
+    protection: Protection = Protection()
+    alerts: Alerts = Alerts()
+    health: Health = Health()
     generator: Generator
     source: Path = Field(DEFAULT_CONFIG, exclude=True)
 
