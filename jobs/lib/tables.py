@@ -238,9 +238,13 @@ def conform(df: DataFrame, schema: StructType) -> DataFrame:
     return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 
-def latest(df: DataFrame, *keys: str) -> DataFrame:
-    """The newest row (by ``written_at``) of each key: how a log's snapshots resolve to a current state."""
-    w = Window.partitionBy(*(keys or ("report_id",))).orderBy(F.col("written_at").desc())
+# MRFL can hold several rows of a report at one tick (a model snapshot, then edits): these break the tie.
+MRFL_ORDER = ("written_at", "model_written_at", "edit_seq")
+
+
+def latest(df: DataFrame, *keys: str, order: tuple[str, ...] = ("written_at",)) -> DataFrame:
+    """The newest row (by ``order``, descending) of each key: how a log's snapshots resolve to a current state."""
+    w = Window.partitionBy(*(keys or ("report_id",))).orderBy(*[F.col(c).desc() for c in order])
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
