@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -316,6 +316,15 @@ class Lakehouse:
         rows = conform(df, t.schema)
         rows.write.format("delta").mode("overwrite").option("replaceWhere", condition).save(self.path(name))
         return self.read(name).where(condition).count()
+
+    def next_tick(self, run_id: str) -> datetime:
+        """The data time of an action taken between ticks (an edit, a rereview): the tick after the latest one
+        ingested. Stamping it so keeps replays of ticks already run unchanged (decision 6) and lets the next
+        scheduled run pick the action up."""
+        last = self.read("ingest_audit_log", run_id).agg(F.max("tick_ts")).first()[0]
+        if last is None:
+            raise ValueError(f"run_id {run_id!r} has no ingested ticks yet: nothing to act on")
+        return last.replace(tzinfo=UTC) + timedelta(seconds=self.cfg.tick_seconds)
 
     # -- run_id (spec decision 8) -------------------------------------------------------------------
     def active_run_id(self) -> str:
