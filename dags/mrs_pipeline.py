@@ -17,15 +17,24 @@ Tasks, each a `spark-submit` of one job, and the tables each writes:
   (ranked causes with confidence and the evidence behind them)
 - `build_minority_report_cohorts` (`jobs/build_minority_report_cohorts.py`): `minority_reports_cohorted_log`,
   `minority_event_log`, `minority_event_ended_log` (reports grouped into Minority Events)
+- `build_minority_reports_finalised_log_from_edits`: `user_edits_log` (automation rules' decisions, e.g. weekend
+  mode) and `minority_reports_finalised_log` (MRFL: the model's proposal merged with edits); updates the asset
+  that starts `mrs_rereview`
 - `hydrate_minority_reports` (`jobs/hydrate_minority_reports.py`): `minority_reports`, `minority_events_log`
-  (one wide row per report and per event, rewritten for the keys the interval touched)
+  (one wide row per report and per event, finalised values preferred, rewritten for the keys the interval touched)
 - `render_event_charts` (`jobs/render_event_charts.py`): a PNG per event touched, linked from `minority_events_log`
+- `build_protection_feed`: `protection_feed` (anomalous units and revenue the MMM and the bandit must not credit)
+- `check_pipeline_health`: `pipeline_health_log` (freshness, coverage, error rate, rows written per stage)
+- `send_alerts`: `ui_notifications_log`, and an email per row through the Airflow SMTP connection
+  (`MRS_SMTP_CONN_ID`, default `smtp_default`)
 
 **Scheduled runs** process their data interval (one tick). **Backfills**: trigger with `start` and `end` to cover
 a whole range in one run; it writes the same rows as the tick-by-tick runs. Re-running any run adds no rows.
 **Demo reset**: trigger with `reset_run_id` set to a new id; later reads use it, earlier runs stay queryable.
 
-Each table has exactly one writer task, and `max_active_runs=1` keeps two runs from writing at once.
+Each table has one writer task per DAG, `max_active_runs=1` keeps two runs from writing at once, and every
+writer task runs in the one-slot pool `mrs_lakehouse_writers`, shared with `mrs_analyst_edit` and `mrs_rereview`,
+so no two tasks of any DAG write the lakehouse at the same time. The pipeline never waits for those DAGs' runs.
 """
 
 from __future__ import annotations
@@ -35,13 +44,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
+
+from jobs.lib.names import FINALISED_ASSET, WRITER_POOL
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
 TICK = timedelta(minutes=int(os.environ.get("MRS_TICK_MINUTES", "15")))
 START_DATE = datetime.fromisoformat(os.environ.get("MRS_START_DATE", "2025-08-04T00:00:00+00:00")).astimezone(UTC)
 SPARK_CONN = os.environ.get("MRS_SPARK_CONN_ID", "mrs_spark")
+SMTP_CONN = os.environ.get("MRS_SMTP_CONN_ID", "smtp_default")
 
 # A manual run may name its own range; otherwise the run's data interval is the range.
 START = "{{ params.start or (data_interval_start | ts) }}"
@@ -56,8 +68,22 @@ def _stage(task_id: str, job: str, **kwargs) -> SparkSubmitOperator:
         application_args=["--config", CONFIG, "--start", START, "--end", END],
         conn_id=SPARK_CONN,
         name=f"mrs-{task_id}",
+        pool=WRITER_POOL,
         **kwargs,
     )
+
+
+def _smtp_env(conn_id: str) -> dict[str, str]:
+    """The Airflow SMTP connection, rendered at run time into the alerting job's environment (as the SMTP
+    provider reads it: extra ``disable_tls`` turns STARTTLS off)."""
+    c = f"{{% set c = conn.get('{conn_id}') %}}"
+    return {
+        "MRS_SMTP_HOST": c + "{{ c.host if c else '' }}",
+        "MRS_SMTP_PORT": c + "{{ c.port if c and c.port else 25 }}",
+        "MRS_SMTP_USER": c + "{{ c.login if c and c.login else '' }}",
+        "MRS_SMTP_PASSWORD": c + "{{ c.password if c and c.password else '' }}",
+        "MRS_SMTP_STARTTLS": c + "{{ 'false' if not c or c.extra_dejson.get('disable_tls') else 'true' }}",
+    }
 
 
 @dag(
@@ -66,7 +92,8 @@ def _stage(task_id: str, job: str, **kwargs) -> SparkSubmitOperator:
     start_date=START_DATE,
     catchup=True,
     max_active_runs=1,
-    default_args={"owner": "mrs", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    # The pipeline goes first when it and an edit or rereview wait for the writer pool.
+    default_args={"owner": "mrs", "retries": 2, "retry_delay": timedelta(minutes=1), "priority_weight": 10},
     params={
         "start": Param(None, type=["null", "string"], pattern=ISO, description="Range start (UTC, ISO-8601)."),
         "end": Param(None, type=["null", "string"], pattern=ISO, description="Range end, exclusive."),
@@ -91,6 +118,7 @@ def mrs_pipeline():
         application_args=["--config", CONFIG, "--run-id", "{{ params.reset_run_id }}", "--written-at", START],
         conn_id=SPARK_CONN,
         name="mrs-reset_run_id",
+        pool=WRITER_POOL,
     )
     ingest = _stage("ingest", "ingest.py", trigger_rule="none_failed_min_one_success")
     # Detection carries open reports from the previous tick's MRDL rows: ticks must run in order.
@@ -98,11 +126,20 @@ def mrs_pipeline():
     cluster = _stage("cluster_minority_report", "cluster_minority_report.py")
     attribute = _stage("propose_cause_for_minority", "propose_cause_for_minority.py")
     cohorts = _stage("build_minority_report_cohorts", "build_minority_report_cohorts.py")
+    finalise = _stage(
+        "build_minority_reports_finalised_log_from_edits",
+        "build_minority_reports_finalised_log_from_edits.py",
+        outlets=[Asset(FINALISED_ASSET)],
+    )
     hydrate = _stage("hydrate_minority_reports", "hydrate_minority_reports.py")
     charts = _stage("render_event_charts", "render_event_charts.py")
+    protect = _stage("build_protection_feed", "build_protection_feed.py")
+    health = _stage("check_pipeline_health", "check_pipeline_health.py")
+    alerts = _stage("send_alerts", "send_alerts.py", env_vars=_smtp_env(SMTP_CONN))
 
     reset_requested() >> [reset, ingest]
-    reset >> ingest >> detect >> cluster >> attribute >> cohorts >> hydrate >> charts
+    reset >> ingest >> detect >> cluster >> attribute >> cohorts >> finalise >> hydrate >> charts
+    charts >> protect >> health >> alerts
 
 
 mrs_pipeline()

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 
 from jobs.lib.config import Config, load_config
 from jobs.lib.spark import build_spark
-from jobs.lib.tables import Lakehouse, latest
+from jobs.lib.tables import MRFL_ORDER, TABLES, Lakehouse, latest
 from jobs.lib.ticks import check_interval, dates_between, fmt_ts, parse_ts
 from schemas.mrs import MAX_ALIGNED_STORES, REPORT_COLUMNS
 
@@ -38,13 +38,33 @@ REPORT_LOGS = (
     "minority_reports_clustered_log",
     "minority_reports_proposed_attribution_log",
     "minority_reports_cohorted_log",
+    "minority_reports_finalised_log",
+    "rereview_clustered_log",
+    "rereview_proposed_attribution_log",
 )
-EVENT_LOGS = ("minority_event_log", "minority_event_ended_log")
+EVENT_LOGS = ("minority_event_log", "minority_event_ended_log", "user_minority_events_edits_log")
+# Final (MRFL) values hydration prefers over the model's proposal.
+FINAL = ("proposed_cause", "proposed_cause_category", "impact_vector", "confidence_score", "confidence_tier")
 
 
-def hydrate_reports(mrdl: DataFrame, mrcl: DataFrame, mrpal: DataFrame, mrch: DataFrame) -> DataFrame:
-    """Report logs (rows of the reports to hydrate) -> one wide row per report."""
+def _newest(pipeline: DataFrame, rereview: DataFrame, keys: list[str]) -> DataFrame:
+    """The latest row per report across a pipeline log and its rereview twin (rereview wins a tie)."""
+    both = pipeline.withColumn("_src", F.lit(0)).unionByName(rereview.drop("rereview_id").withColumn("_src", F.lit(1)))
+    return latest(both, *keys, order=("written_at", "_src")).drop("_src")
+
+
+def hydrate_reports(
+    mrdl: DataFrame,
+    mrcl: DataFrame,
+    mrpal: DataFrame,
+    mrch: DataFrame,
+    mrfl: DataFrame,
+    rr_cl: DataFrame,
+    rr_pal: DataFrame,
+) -> DataFrame:
+    """Report logs (rows of the reports to hydrate) -> one wide row per report, finalised values preferred."""
     keys = ["run_id", "report_id"]
+    mrcl, mrpal = _newest(mrcl, rr_cl, keys), _newest(mrpal, rr_pal, keys)
     det = latest(mrdl, *keys).select(
         *REPORT_COLUMNS,
         "severity",
@@ -57,7 +77,7 @@ def hydrate_reports(mrdl: DataFrame, mrcl: DataFrame, mrpal: DataFrame, mrch: Da
         "report_status",
         F.col("is_degraded").alias("_d1"),
     )
-    cl = latest(mrcl, *keys).select(
+    cl = mrcl.select(
         *keys,
         "feature_vector",
         "library_version",
@@ -70,7 +90,7 @@ def hydrate_reports(mrdl: DataFrame, mrcl: DataFrame, mrpal: DataFrame, mrch: Da
     )
     causes = [f"{c}{s}" for s in ("", "_2", "_3") for c in ("proposed_cause", "proposed_cause_category")]
     causes += [f"{c}{s}" for s in ("", "_2", "_3") for c in ("impact_vector", "confidence_score")]
-    pal = latest(mrpal, *keys).select(
+    pal = mrpal.select(
         *keys,
         *causes,
         "confidence_tier",
@@ -89,21 +109,66 @@ def hydrate_reports(mrdl: DataFrame, mrcl: DataFrame, mrpal: DataFrame, mrch: Da
         F.col("written_at").alias("_w4"),
         F.col("is_degraded").alias("_d4"),
     )
-    out = det.join(cl, keys, "left").join(pal, keys, "left").join(ch, keys, "left")
-    return out.select(
-        "*",
-        F.greatest("last_detected_at", "_w2", "_w3", "_w4").alias("written_at"),
-        _any("_d1", "_d2", "_d3", "_d4").alias("is_degraded"),
-    ).drop("_w2", "_w3", "_w4", "_d1", "_d2", "_d3", "_d4")
+    fl = latest(mrfl, *keys, order=MRFL_ORDER).select(
+        *keys,
+        *[F.col(c).alias(f"_f_{c}") for c in (*FINAL, "supporting_evidence")],
+        "review_status",
+        "analyst_comment",
+        "edited_by",
+        "field_sources",
+        "model_source",
+        F.col("written_at").alias("_w5"),
+        F.col("is_degraded").alias("_d5"),
+    )
+    out = det.join(cl, keys, "left").join(pal, keys, "left").join(ch, keys, "left").join(fl, keys, "left")
+    model_sources = F.create_map(*[x for f in (*FINAL, "supporting_evidence") for x in (F.lit(f), F.lit("model"))])
+    has_final = F.col("_w5").isNotNull()
+    final = {c: F.when(has_final, F.col(f"_f_{c}")).otherwise(F.col(c)) for c in (*FINAL, "supporting_evidence")}
+    return (
+        out.withColumns(
+            {
+                **final,
+                "review_status": F.coalesce("review_status", F.lit("proposed")),
+                "field_sources": F.coalesce("field_sources", model_sources),
+                "model_source": F.coalesce("model_source", F.lit("pipeline")),
+                "written_at": F.greatest("last_detected_at", "_w2", "_w3", "_w4", "_w5"),
+                "is_degraded": _any("_d1", "_d2", "_d3", "_d4", "_d5"),
+            }
+        )
+        .drop("_w2", "_w3", "_w4", "_w5", "_d1", "_d2", "_d3", "_d4", "_d5")
+        .drop(*[c for c in out.columns if c.startswith("_f_")])
+    )
 
 
 def _any(*cols: str) -> Column:
     return F.greatest(*[F.coalesce(F.col(c), F.lit(False)) for c in cols])
 
 
-def hydrate_events(current: DataFrame, melog: DataFrame, ended: DataFrame, charts: Path) -> DataFrame:
-    """Event logs and each member report's latest MRCH row (``current``) -> one row per event (merged ones
-    included)."""
+def event_edits(edits: DataFrame) -> DataFrame:
+    """Event edits -> one row per event: the latest value per field, evidence accumulated, who edited last."""
+    w = Window.partitionBy("run_id", "event_id", "field").orderBy(F.col("written_at").desc(), F.col("edit_seq").desc())
+    last = edits.withColumn("_rn", F.row_number().over(w))
+
+    def value(field: str):
+        return F.max(F.when((F.col("field") == field) & (F.col("_rn") == 1), F.col("value")))
+
+    evidence = F.when(
+        F.col("field") == "supporting_evidence", F.concat_ws("", F.lit("analyst:"), "author", F.lit(": "), "value")
+    )
+    return last.groupBy("run_id", "event_id").agg(
+        value("cause_category").alias("_e_cause"),
+        value("cohort_name").alias("_e_name"),
+        value("review_status").alias("_e_review"),
+        value("comment").alias("analyst_comment"),
+        F.sort_array(F.collect_set(evidence)).alias("_e_evidence"),
+        F.max_by("author", F.struct("written_at", "edit_seq")).alias("edited_by"),
+        F.max("written_at").alias("_w_edit"),
+    )
+
+
+def hydrate_events(current: DataFrame, melog: DataFrame, ended: DataFrame, edits: DataFrame, charts: Path) -> DataFrame:
+    """Event logs, analysts' event edits and each member report's latest MRCH row (``current``) -> one row per
+    event (merged ones included)."""
     members = current.withColumnRenamed("report_group_id", "event_id")
     pair = F.struct(F.col("store_id"), F.col("retailer_id"))
     w = Window.partitionBy("run_id", "event_id").orderBy(
@@ -151,7 +216,7 @@ def hydrate_events(current: DataFrame, melog: DataFrame, ended: DataFrame, chart
         "run_id", "event_id", F.col("window_end").alias("_ended_at"), F.col("written_at").alias("_w_end")
     )
     out = reg.join(roll, ["run_id", "event_id"], "left").join(end, ["run_id", "event_id"], "left")
-    out = out.join(best, ["run_id", "event_id"], "left")
+    out = out.join(best, ["run_id", "event_id"], "left").join(event_edits(edits), ["run_id", "event_id"], "left")
     aligned = []
     for n in range(1, MAX_ALIGNED_STORES + 1):
         item = F.try_element_at(F.col("_stores"), F.lit(n))  # NULL past the array's end
@@ -166,7 +231,25 @@ def hydrate_events(current: DataFrame, melog: DataFrame, ended: DataFrame, chart
             # An ended event's window_end is the ended log's; a merged one keeps its last; an active one has none.
             "window_end": F.when(F.col("event_status") != "active", F.col("_ended_at")),
             "chart_path": F.when(has_members, chart),
-            "written_at": F.greatest("_w_reg", "_w_members", "_w_end"),
+            "cause_category": F.coalesce("_e_cause", "cause_category"),
+            "proposed_cause": F.when(
+                F.col("_e_cause").isNotNull(), F.concat(F.col("_e_cause"), F.lit(": set by "), F.col("edited_by"))
+            ).otherwise(F.col("proposed_cause")),
+            "cohort_name": F.coalesce("_e_name", "cohort_name"),
+            "review_status": F.coalesce("_e_review", F.lit("proposed")),
+            "supporting_evidence": F.coalesce("_e_evidence", F.array().cast("array<string>")),
+            "field_sources": F.create_map(
+                *[
+                    x
+                    for f, c in (
+                        ("cause_category", "_e_cause"),
+                        ("cohort_name", "_e_name"),
+                        ("review_status", "_e_review"),
+                    )
+                    for x in (F.lit(f), F.when(F.col(c).isNotNull(), "analyst").otherwise("model"))
+                ]
+            ),
+            "written_at": F.greatest("_w_reg", "_w_members", "_w_end", "_w_edit"),
             "is_degraded": _any("_d_reg", "_d_members"),
         }
     )
@@ -175,7 +258,11 @@ def hydrate_events(current: DataFrame, melog: DataFrame, ended: DataFrame, chart
 # -- reading: which keys, and the rows that rebuild them -------------------------------------------------
 def _rows(lake: Lakehouse, name: str, run_id: str, lo: datetime | None, end: datetime) -> DataFrame:
     df = lake.read(name, run_id).where(F.col("written_at") < F.lit(end))
-    return df if lo is None else df.where(dates_between(lo, end)).where(F.col("written_at") >= F.lit(lo))
+    if lo is None:
+        return df
+    if "date" in TABLES[name].partition_by:
+        df = df.where(dates_between(lo, end))
+    return df.where(F.col("written_at") >= F.lit(lo))
 
 
 def build(
@@ -190,9 +277,8 @@ def build(
     events = _rows(lake, "minority_reports_cohorted_log", run_id, start, end).select(
         F.col("report_group_id").alias("event_id"), F.col("event_window_start").alias("window_start")
     )
-    events = events.unionByName(
-        _rows(lake, "minority_event_log", run_id, start, end).select("event_id", "window_start")
-    )
+    for name in ("minority_event_log", "user_minority_events_edits_log"):
+        events = events.unionByName(_rows(lake, name, run_id, start, end).select("event_id", "window_start"))
     # Every row of a report or event is written at or after its window_start: read from the earliest.
     lo = reports.unionByName(events.select(F.col("event_id").alias("report_id"), "window_start"))
     lo = lo.agg(F.min("window_start")).first()[0]
@@ -210,6 +296,7 @@ def build(
         members,
         logs["minority_event_log"].join(event_ids, "event_id", "left_semi"),
         logs["minority_event_ended_log"].join(event_ids, "event_id", "left_semi"),
+        logs["user_minority_events_edits_log"].join(event_ids, "event_id", "left_semi"),
         lake.cfg.paths.artifacts / "events",
     )
     return hydrated_reports, hydrated_events

@@ -433,6 +433,12 @@ MINORITY_REPORTS = StructType(
         *_cause("_3"),
         _f("supporting_evidence", ArrayType(StringType())),
         _f("attribution_model_version", StringType()),
+        # finalisation (MRFL): the cause fields above are the finalised ones, analysts' edits included
+        _f("review_status", StringType(), False),  # proposed | confirmed | auto_confirmed | rejected
+        _f("analyst_comment", StringType()),
+        _f("edited_by", StringType()),  # the latest edit's author
+        _f("field_sources", MapType(StringType(), StringType()), False),  # field -> model | analyst | automation
+        _f("model_source", StringType(), False),  # pipeline | rereview: which proposal the model values are
         # cohorting (MRCH)
         _f("report_group_id", StringType()),
         _f("event_status", StringType()),
@@ -475,6 +481,12 @@ MINORITY_EVENTS_LOG = StructType(
         _f("cause_category", StringType()),  # the members' confidence-weighted majority cause
         _f("proposed_cause", StringType()),  # the most confident member narrative for that cause
         _f("confidence_score", DoubleType()),  # cohort_confidence
+        # analysts' event-level edits (user_minority_events_edits_log), the latest per field winning
+        _f("review_status", StringType(), False),  # proposed | confirmed | rejected
+        _f("supporting_evidence", ArrayType(StringType()), False),  # evidence analysts added
+        _f("analyst_comment", StringType()),
+        _f("edited_by", StringType()),
+        _f("field_sources", MapType(StringType(), StringType()), False),  # cause_category, cohort_name, ...
         _f("chart_path", StringType()),  # PNG: actual vs baseline per store, the window shaded
         _f("written_at", TimestampType(), False),
         _f("is_degraded", BooleanType(), False),
@@ -492,7 +504,13 @@ MINORITY_EVENTS_AS_OF = _as_of(MINORITY_EVENTS_LOG)
 
 # -- the analyst loop: edits, finalisation, rereview (spec note 004 sections 4 and 9, note 002) --------------
 # What an edit may change. Anything else is refused by the edit command with nothing written.
-EDITABLE_REPORT_FIELDS = ("proposed_cause_category", "proposed_cause", "review_status", "supporting_evidence", "comment")
+EDITABLE_REPORT_FIELDS = (
+    "proposed_cause_category",
+    "proposed_cause",
+    "review_status",
+    "supporting_evidence",
+    "comment",
+)
 EDITABLE_EVENT_FIELDS = ("cause_category", "cohort_name", "review_status", "supporting_evidence", "comment")
 # proposed: awaiting review | confirmed / rejected: by an analyst | auto_confirmed: by an automation rule
 REVIEW_STATUSES = ("proposed", "confirmed", "auto_confirmed", "rejected")
@@ -515,6 +533,7 @@ USER_EDITS_LOG = StructType(
         _f("run_id", StringType(), False),
         _f("report_id", StringType(), False),
         *_edit_fields(),
+        _f("window_start", TimestampType(), False),  # the report's: bounds what finalisation reads
         _f("report_status", StringType(), False),  # the report's status when edited
         _f("written_at", TimestampType(), False),  # the tick after the latest one processed (data time)
         _f("is_degraded", BooleanType(), False),
@@ -527,6 +546,7 @@ USER_MINORITY_EVENTS_EDITS_LOG = StructType(
         _f("run_id", StringType(), False),
         _f("event_id", StringType(), False),
         *_edit_fields(),
+        _f("window_start", TimestampType(), False),  # the event's
         _f("report_id", StringType(), False),  # the event's anchor report
         _f("report_status", StringType(), False),  # the event's status when edited
         _f("written_at", TimestampType(), False),

@@ -24,7 +24,7 @@ def monkeypatch_module():
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"mrs_pipeline", "mrs_cluster_library"} <= set(dagbag.dags)
+    assert {"mrs_pipeline", "mrs_cluster_library", "mrs_analyst_edit", "mrs_rereview"} <= set(dagbag.dags)
 
 
 def test_every_dag_has_docs_tags_retries_and_one_active_run(dagbag):
@@ -47,8 +47,12 @@ def test_pipeline_task_graph(dagbag):
         ("detect_anomalies", "cluster_minority_report"),
         ("cluster_minority_report", "propose_cause_for_minority"),
         ("propose_cause_for_minority", "build_minority_report_cohorts"),
-        ("build_minority_report_cohorts", "hydrate_minority_reports"),
+        ("build_minority_report_cohorts", "build_minority_reports_finalised_log_from_edits"),
+        ("build_minority_reports_finalised_log_from_edits", "hydrate_minority_reports"),
         ("hydrate_minority_reports", "render_event_charts"),
+        ("render_event_charts", "build_protection_feed"),
+        ("build_protection_feed", "check_pipeline_health"),
+        ("check_pipeline_health", "send_alerts"),
     }
     assert dag.catchup is True
     assert dag.task_dict["detect_anomalies"].depends_on_past is True
@@ -57,7 +61,7 @@ def test_pipeline_task_graph(dagbag):
 def test_stages_take_the_data_interval_from_templates(dagbag):
     dag = dagbag.dags["mrs_pipeline"]
     stages = [t.task_id for t in dag.tasks if t.task_id not in ("reset_requested", "reset_run_id")]
-    assert len(stages) == 7
+    assert len(stages) == 11
     for task_id in stages:
         args = dag.task_dict[task_id].application_args
         assert "{{ params.start or (data_interval_start | ts) }}" in args
@@ -90,17 +94,71 @@ def test_cluster_library_dag_is_manual_and_validates_its_form(dagbag):
         dag.params.get_param("seed").resolve(-1)
 
 
-def test_each_table_has_exactly_one_writer_task(dagbag):
-    """Across every DAG: Delta on a local disk must never see two tasks append to one table."""
+def test_no_two_tasks_ever_write_one_table_at_once(dagbag):
+    """Delta on a local disk must never see two tasks append to one table at the same time: within a DAG each
+    table has one writer task; across DAGs, every writer task runs in the one-slot writer pool."""
+    from jobs.lib.names import WRITER_POOL
     from jobs.lib.tables import TABLES
 
-    writers: dict[str, list[str]] = {}
+    writers: dict[str, list[tuple[str, str]]] = {}
     for dag in dagbag.dags.values():
         for t in dag.tasks:
             app = getattr(t, "application", None)
             if app:
                 module = importlib.import_module(f"jobs.{Path(app).stem}")
                 for table in module.WRITES:
-                    writers.setdefault(table, []).append(f"{dag.dag_id}.{t.task_id}")
+                    writers.setdefault(table, []).append((dag.dag_id, t.task_id))
     assert set(writers) == set(TABLES)
-    assert all(len(tasks) == 1 for tasks in writers.values()), writers
+    for table, tasks in writers.items():
+        dags = [d for d, _ in tasks]
+        assert len(dags) == len(set(dags)), f"{table} has two writer tasks in one DAG: {tasks}"
+        if len(tasks) > 1:
+            for dag_id, task_id in tasks:
+                assert dagbag.dags[dag_id].task_dict[task_id].pool == WRITER_POOL, (table, dag_id, task_id)
+    # Shared by the pipeline, the edit and the rereview DAGs: serialised by the pool.
+    assert {d for d, _ in writers["minority_reports_finalised_log"]} == {
+        "mrs_pipeline",
+        "mrs_analyst_edit",
+        "mrs_rereview",
+    }
+
+
+def test_rereview_runs_downstream_of_the_pipeline_only(dagbag):
+    from jobs.lib.names import FINALISED_ASSET
+
+    pipeline, rereview = dagbag.dags["mrs_pipeline"], dagbag.dags["mrs_rereview"]
+    outlets = pipeline.task_dict["build_minority_reports_finalised_log_from_edits"].outlets
+    assert [a.uri for a in outlets] == [FINALISED_ASSET]
+    assert type(rereview.timetable).__name__ == "AssetTriggeredTimetable"
+    assert [t.task_id for t in rereview.topological_sort()] == [
+        "build_rereview_worklist",
+        "rereview_cluster_reports",
+        "rereview_propose_cause",
+        "refresh_reports",
+    ]
+    # Nothing in the rereview DAG detects anomalies or starts another DAG.
+    apps = {Path(t.application).stem for t in rereview.tasks}
+    assert not apps & {"ingest", "detect_anomalies"}
+    assert all(type(t).__name__ == "SparkSubmitOperator" for t in rereview.tasks)
+
+
+def test_edit_form_offers_the_taxonomy_and_refuses_bad_input(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from jobs.lib.names import DETECTION_TYPES
+
+    dag = dagbag.dags["mrs_analyst_edit"]
+    assert type(dag.timetable).__name__ == "NullTimetable"
+    params = dag.params
+    assert params.get_param("cause").schema["enum"] == [None, *DETECTION_TYPES]
+    assert params.get_param("cause").resolve("Competitor Stockout") == "Competitor Stockout"
+    for key, bad in (("cause", "Aliens"), ("author", ""), ("target_id", "MR-123"), ("decision", "maybe")):
+        with pytest.raises(ParamValidationError):
+            params.get_param(key).resolve(bad)
+    assert "--request-id={{ run_id }}" in dag.task_dict["record_edit"].application_args
+
+
+def test_alerts_get_the_airflow_smtp_connection(dagbag):
+    env = dagbag.dags["mrs_pipeline"].task_dict["send_alerts"].env_vars
+    assert set(env) == {"MRS_SMTP_HOST", "MRS_SMTP_PORT", "MRS_SMTP_USER", "MRS_SMTP_PASSWORD", "MRS_SMTP_STARTTLS"}
+    assert all("conn.get('smtp_default')" in v for v in env.values())

@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from jobs.lib.names import DETECTION_TYPES, IMPACT_VECTORS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "mrs.yaml"
 
@@ -30,16 +32,6 @@ class Paths(_Strict):
     lakehouse: Path
     metastore: Path
     artifacts: Path  # files for people, not tables: the t-SNE plot
-
-
-DETECTION_TYPES = (
-    "Data Error",
-    "Marketing Misattribution",
-    "Competitor Stockout",
-    "Social/Viral Event",
-    "Operational/Store Issue",
-)
-IMPACT_VECTORS = ("baseline drift", "attribution error", "spend leakage", "operational disruption")
 
 
 class SparkSettings(_Strict):
