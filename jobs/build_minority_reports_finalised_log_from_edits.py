@@ -67,8 +67,17 @@ def _tier(score: float, medium: float, high: float) -> str:
     return "High" if score >= high else "Medium" if score >= medium else "Low"
 
 
-def finalise(model: pd.Series, edits: pd.DataFrame, t: pd.Timestamp, impact_vectors: dict, tiers: tuple) -> dict:
-    """One report at tick ``t``: its newest model row and its edits up to ``t`` (in order) -> an MRFL row."""
+def finalise(
+    model: pd.Series,
+    edits: pd.DataFrame,
+    t: pd.Timestamp,
+    impact_vectors: dict,
+    tiers: tuple,
+    history: pd.DataFrame | None = None,
+) -> dict:
+    """One report at tick ``t``: its newest model row and its edits up to ``t`` (in order) -> an MRFL row.
+
+    ``history`` (the report's model rows up to ``t``, oldest first) tells which cause a rejection answered."""
     row = {c: model[c] for c in REPORT_COLUMNS}
     final = {f: model.get(f) for f in FIELDS if f in model.index}
     final["supporting_evidence"] = list(model["supporting_evidence"])
@@ -92,8 +101,12 @@ def finalise(model: pd.Series, edits: pd.DataFrame, t: pd.Timestamp, impact_vect
             final["proposed_cause"], sources["proposed_cause"] = e.value, src
         elif e.field == "review_status":
             final["review_status"], sources["review_status"], reviewed_at = e.value, src, e.written_at
-            if e.value == "rejected" and final["proposed_cause_category"] not in rejected:
-                rejected.append(final["proposed_cause_category"])
+            answered = final["proposed_cause_category"]
+            if sources["proposed_cause_category"] == "model" and history is not None:
+                seen = history[history["written_at"] <= e.written_at]
+                answered = seen.iloc[-1]["proposed_cause_category"] if len(seen) else answered
+            if e.value == "rejected" and answered not in rejected:
+                rejected.append(answered)
         elif e.field == "supporting_evidence":
             final["supporting_evidence"].append(f"analyst:{e.author}: {e.value}")
             sources["supporting_evidence"] = src
@@ -149,11 +162,8 @@ def finalised_rows(model: DataFrame, edits: DataFrame, start: datetime, cfg: Con
         for t in sorted(set(pdf.loc[pdf["written_at"] >= since, "written_at"])):
             current = m[m["written_at"] <= t]
             if len(current):
-                rows.append(
-                    finalise(
-                        current.iloc[-1], e[e["written_at"] <= t], t, a.impact_vectors, (a.tier_medium, a.tier_high)
-                    )
-                )
+                tiers = (a.tier_medium, a.tier_high)
+                rows.append(finalise(current.iloc[-1], e[e["written_at"] <= t], t, a.impact_vectors, tiers, current))
         return pd.DataFrame(rows, columns=names)
 
     ddl = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in schema.fields)
