@@ -22,6 +22,9 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 export AIRFLOW_CONN_MRS_SPARK ?= {"conn_type": "spark", "host": "local[*]"}
+# Alerts are emailed through this connection; by default to the local mailbox `make airflow` starts.
+export AIRFLOW_CONN_SMTP_DEFAULT ?= {"conn_type": "smtp", "host": "127.0.0.1", "port": 8025, "extra": {"disable_tls": true}}
+POOL := mrs_lakehouse_writers
 
 INSTALLED := $(VENV)/.installed
 JARS      := $(ROOT)/.cache/jars/.complete
@@ -65,8 +68,11 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 airflow: setup
+	$(BIN)/airflow db migrate > /dev/null
+	$(BIN)/airflow pools set $(POOL) 1 "one writer of the Delta lakehouse at a time, across DAGs" > /dev/null
 	@echo "Airflow UI: http://localhost:8080 — user 'admin', password printed below (also in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
-	$(BIN)/airflow standalone
+	@echo "Alert emails land in $(ROOT)/.data/mailbox (a local SMTP server on 127.0.0.1:8025)"
+	$(PY) -m jobs.mailbox --port 8025 --dir $(ROOT)/.data/mailbox & trap "kill $$!" EXIT; $(BIN)/airflow standalone
 
 sql: setup
 	$(PY) -m jobs.register_catalog --sql > $(ROOT)/.cache/register_catalog.sql

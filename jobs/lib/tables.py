@@ -348,6 +348,16 @@ def views(cfg: Config) -> dict[str, str]:
     return {
         "active_minority_reports": f"SELECT * FROM {s}.minority_reports WHERE run_id = {active}",
         "active_minority_events": f"SELECT * FROM {s}.minority_events_log WHERE run_id = {active}",
+        # Weekday work for analysts: what automation did not decide, most severe and largest first.
+        "review_queue": (
+            "SELECT report_id, run_id, store_id, sku, retailer_id, region, category, window_start, window_end, "
+            "report_status, round(severity, 3) AS severity, "
+            "round(attributed_sales_total - baseline_sales_total, 1) AS impact_units, "
+            "proposed_cause_category, round(confidence_score, 3) AS confidence_score, confidence_tier, "
+            f"report_group_id AS event_id, cohort_name FROM {s}.minority_reports "
+            f"WHERE run_id = {active} AND review_status = 'proposed' "
+            "ORDER BY severity DESC, abs(attributed_sales_total - baseline_sales_total) DESC, report_id"
+        ),
         "minority_reports_map": (
             f"SELECT r.*, e.tsne_x, e.tsne_y, e.embedding_id FROM {s}.minority_reports r LEFT JOIN ("
             "SELECT run_id, point_id, tsne_x, tsne_y, embedding_id, row_number() OVER (PARTITION BY run_id, "
