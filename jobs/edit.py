@@ -104,7 +104,8 @@ def validate(req: EditRequest) -> None:
     editable = EDITABLE_REPORT_FIELDS if req.kind == "report" else EDITABLE_EVENT_FIELDS
     for f, v in req.changes:
         if f not in editable:
-            raise EditError(f"field {f!r} of a {req.kind} cannot be edited; editable: {list(editable)}")
+            article = "an" if req.kind == "event" else "a"
+            raise EditError(f"field {f!r} of {article} {req.kind} cannot be edited; editable: {list(editable)}")
         if not (v or "").strip():
             raise EditError(f"field {f!r}: empty value")
         if f in ("proposed_cause_category", "cause_category") and v not in DETECTION_TYPES:

@@ -25,7 +25,7 @@ EVENT = "ME-" + "b" * 64
         (EditRequest("report", REPORT, "automation:me", (("comment", "x"),)), "reserved for automation"),
         (EditRequest("report", REPORT, "alice", ()), "nothing to edit"),
         (EditRequest("report", REPORT, "alice", (("severity", "1"),)), "'severity' of a report cannot be edited"),
-        (EditRequest("event", EVENT, "alice", (("proposed_cause", "x"),)), "'proposed_cause' of a event cannot"),
+        (EditRequest("event", EVENT, "alice", (("proposed_cause", "x"),)), "'proposed_cause' of an event cannot"),
         (EditRequest("report", REPORT, "alice", (("proposed_cause_category", "Aliens"),)), "not in the taxonomy"),
         (EditRequest("report", REPORT, "alice", (("review_status", "auto_confirmed"),)), "analysts may set"),
         (EditRequest("report", REPORT, "alice", (("comment", ""),)), "empty value"),
@@ -216,3 +216,19 @@ def test_weekend_mode_confirms_confident_undecided_reports_once_at_the_first_qua
     )
     assert_df_equality(got, expected, ignore_nullable=True)
     assert got.where(F.col("report_id") != "MR-weekend").count() == 0
+
+
+def test_the_edit_command_refuses_bad_input_before_starting_spark(small_cfg):
+    import subprocess
+    import sys
+
+    def edit(*args):
+        cmd = [sys.executable, "-m", "jobs.edit", *args, "--config", str(small_cfg.source)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    res = edit("report", REPORT, "--author", "alice", "--cause", "Aliens")
+    assert res.returncode == 2 and "'Aliens' is not in the taxonomy" in res.stderr
+    res = edit("report", REPORT, "--reject")
+    assert res.returncode == 2 and "author: missing" in res.stderr
+    res = edit("event", EVENT, "--author", "alice", "--set", "severity=1")
+    assert res.returncode == 2 and "'severity' of an event cannot be edited" in res.stderr
