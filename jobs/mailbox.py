@@ -36,7 +36,7 @@ def messages(directory: Path) -> list[Message]:
     if not directory.is_dir():
         return []
     box = mailbox.Maildir(str(directory), create=False)
-    return sorted((box[k] for k in box.keys()), key=lambda m: m.get_date())
+    return sorted(box, key=lambda m: m.get_date())  # iterating a mailbox yields its messages
 
 
 def smtp_connection(port: int) -> str:

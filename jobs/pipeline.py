@@ -11,12 +11,16 @@ from pyspark.sql import SparkSession
 
 from jobs import (
     build_minority_report_cohorts,
+    build_minority_reports_finalised_log_from_edits,
+    build_protection_feed,
+    check_pipeline_health,
     cluster_minority_report,
     detect_anomalies,
     hydrate_minority_reports,
     ingest,
     propose_cause_for_minority,
     render_event_charts,
+    send_alerts,
 )
 from jobs.lib.config import Config
 
@@ -26,8 +30,12 @@ STAGES = (
     cluster_minority_report,
     propose_cause_for_minority,
     build_minority_report_cohorts,
+    build_minority_reports_finalised_log_from_edits,
     hydrate_minority_reports,
     render_event_charts,
+    build_protection_feed,
+    check_pipeline_health,
+    send_alerts,
 )
 
 

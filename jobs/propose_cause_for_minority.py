@@ -47,6 +47,7 @@ FEEDS = ("contextual_data", "all_campaign_data")
 RAISES = {"Marketing Misattribution", "Competitor Stockout", "Social/Viral Event"}
 LOWERS = {"Operational/Store Issue"}
 _F = {name: i for i, name in enumerate(FEATURES)}
+CAUSE_FIELDS = ("proposed_cause", "proposed_cause_category", "impact_vector", "confidence_score")
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,11 @@ def tier(score: float, a: Attribution) -> str:
 def attribute(
     snaps: DataFrame, campaigns: pd.DataFrame, context: pd.DataFrame, cluster_types: dict, a: Attribution, run_id: str
 ) -> DataFrame:
-    """MRCL snapshots (with ``feeds_missing``, ``attributed_sales_total``, ``baseline_sales_total``) -> MRPAL."""
+    """MRCL snapshots (with ``feeds_missing``, ``attributed_sales_total``, ``baseline_sales_total``) -> MRPAL.
+
+    A snapshot may carry ``rejected_categories`` (the rereview's): those types are never proposed, at any rank.
+    The others keep their own confidence (nothing is renormalised) and the evidence list stays whole.
+    """
     schema = TABLES["minority_reports_proposed_attribution_log"].schema
     names = [f.name for f in schema.fields]
     carried = [
@@ -254,17 +259,24 @@ def attribute(
                 if "contextual_data" not in missing:
                     ev += context_evidence(snap, context, a)
                 ranked = rank(ev, snap.direction, a)
+                rejected = getattr(snap, "rejected_categories", None)
+                rejected = set() if rejected is None else set(rejected)
+                proposed = [r for r in ranked if r[0] not in rejected]
                 factor = a.degraded_factor if missing else 1.0
                 row = {c: getattr(snap, c) for c in carried}
                 row.update(run_id=run_id, model_version=a.model_version, evidence_sources_missing=missing)
                 row["is_degraded"] = bool(snap.is_degraded) or bool(missing)
-                for k, (category, p, items) in enumerate(ranked[:3]):
+                for k in range(len(proposed), 3):  # fewer than three types left to propose
+                    sfx = "" if k == 0 else f"_{k + 1}"
+                    row.update({f"{c}{sfx}": None for c in CAUSE_FIELDS})
+                for k, (category, p, items) in enumerate(proposed[:3]):
                     sfx = "" if k == 0 else f"_{k + 1}"
                     row[f"proposed_cause{sfx}"] = narrative(category, items, snap)
                     row[f"proposed_cause_category{sfx}"] = category
                     row[f"impact_vector{sfx}"] = a.impact_vectors[category]
                     row[f"confidence_score{sfx}"] = round(p * factor, 6)
-                row["confidence_tier"] = tier(row["confidence_score"], a)
+                # Every type rejected: nothing left to propose, so no tier either.
+                row["confidence_tier"] = tier(row["confidence_score"], a) if proposed else None
                 used = [t for _, _, items in ranked for t in items]
                 row["supporting_evidence"] = [
                     f"{e.source}:{e.ref} -> {e.category} +{w:.2f}"

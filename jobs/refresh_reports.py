@@ -1,5 +1,6 @@
 """Bring the derived state up to date after actions taken between ticks (analyst edits, a rereview):
-finalise (MRFL, without the automation rules: those act on the pipeline's ticks), re-hydrate and refresh the protection feed for what those actions touched.
+finalise (MRFL), re-hydrate and refresh the protection feed for what those actions touched. The automation
+rules are left out: they act on the pipeline's ticks.
 
 Edits and rereview rows carry the data time of the next tick (``Lakehouse.next_tick``); this runs the
 finalisation, hydration and protection stages over that one tick, which touches exactly them. The pipeline's

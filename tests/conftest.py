@@ -86,3 +86,59 @@ def spark(small_cfg):
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+class SmtpSink:
+    """What the loopback SMTP server received: (envelope recipients, parsed message) per mail."""
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._received: list[tuple[list[str], object]] = []
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd handler hook
+        from email import message_from_bytes
+        from email.policy import default
+
+        msg = message_from_bytes(envelope.content, policy=default)
+        with self._lock:
+            self._received.append((list(envelope.rcpt_tos), msg))
+        return "250 Message accepted for delivery"
+
+    def messages(self) -> list[tuple[list[str], object]]:
+        with self._lock:
+            return list(self._received)
+
+    def clear(self) -> list[tuple[list[str], object]]:
+        """Empty the mailbox; returns what it held."""
+        with self._lock:
+            out, self._received = self._received, []
+            return out
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    """A local SMTP server on 127.0.0.1 for the whole session; MRS_SMTP_HOST/PORT point at it meanwhile, so
+    pipeline code run in-process sends its mail here. ``smtp_server.messages()`` / ``.clear()`` read it."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    sink = SmtpSink()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        sink.port = s.getsockname()[1]
+    controller = Controller(sink, hostname=sink.host, port=sink.port)
+    controller.start()
+    saved = {k: os.environ.get(k) for k in ("MRS_SMTP_HOST", "MRS_SMTP_PORT")}
+    os.environ["MRS_SMTP_HOST"], os.environ["MRS_SMTP_PORT"] = sink.host, str(sink.port)
+    yield sink
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    controller.stop()

@@ -358,6 +358,16 @@ def views(cfg: Config) -> dict[str, str]:
             f"WHERE run_id = {active} AND review_status = 'proposed' "
             "ORDER BY severity DESC, abs(attributed_sales_total - baseline_sales_total) DESC, report_id"
         ),
+        # For the MMM and the bandit: what not to credit campaigns with, per store, SKU and day.
+        "protection_feed_daily": (
+            "SELECT run_id, store_id, sku, date, sum(anomalous_units) AS anomalous_units, "
+            "sum(anomalous_revenue) AS anomalous_revenue, sum(actual_units) AS actual_units, "
+            "sum(baseline_units) AS baseline_units, sum(actual_revenue) AS actual_revenue, count(*) AS report_ticks, "
+            "count(DISTINCT report_id) AS report_count, array_sort(collect_set(event_id)) AS event_ids, "
+            "array_sort(collect_set(cause_category)) AS cause_categories, "
+            "array_sort(collect_set(review_status)) AS review_statuses, bool_or(is_degraded) AS is_degraded "
+            f"FROM {s}.protection_feed WHERE run_id = {active} GROUP BY run_id, store_id, sku, date"
+        ),
         "minority_reports_map": (
             f"SELECT r.*, e.tsne_x, e.tsne_y, e.embedding_id FROM {s}.minority_reports r LEFT JOIN ("
             "SELECT run_id, point_id, tsne_x, tsne_y, embedding_id, row_number() OVER (PARTITION BY run_id, "
