@@ -1,4 +1,5 @@
-"""End to end through Airflow: `airflow dags test` runs the real spark-submit tasks on small data."""
+"""End to end through Airflow: `airflow dags test` runs the real spark-submit tasks on small data, through the
+whole loop: the pipeline (with a demo reset), an analyst's edit (repeated), and the rereview."""
 
 import json
 import os
@@ -8,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from jobs import evaluate_detection, ingest
 from jobs.generate_data import generate
 from jobs.lib.config import load_config
-from jobs.lib.tables import Lakehouse
+from jobs.lib.names import WRITER_POOL
+from jobs.lib.tables import MRFL_ORDER, Lakehouse, latest
 from tests.conftest import make_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +36,7 @@ def airflow(env, *args):
     return res.stdout + res.stderr
 
 
-def test_pipeline_dag_turns_sales_into_reports_under_a_new_run_id(spark, tmp_path):
+def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, tmp_path, smtp_server):
     # Two shuffle partitions, as in the test session: the data is small and each task is a fresh JVM.
     spark_conf = {**load_config().spark.conf, "spark.sql.shuffle.partitions": "2"}
     cfg = make_config(tmp_path, **{"spark.conf": spark_conf})
@@ -56,8 +59,13 @@ def test_pipeline_dag_turns_sales_into_reports_under_a_new_run_id(spark, tmp_pat
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
+            {"conn_type": "smtp", "host": smtp_server.host, "port": smtp_server.port, "extra": {"disable_tls": True}}
+        ),
     }
     airflow(env, "db", "migrate")
+    airflow(env, "pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time")
+    smtp_server.clear()
     conf = {"start": START.isoformat(), "end": end.isoformat(), "reset_run_id": "demo-002"}
     out = airflow(env, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", json.dumps(conf))
     assert "render_event_charts" in out
@@ -82,3 +90,51 @@ def test_pipeline_dag_turns_sales_into_reports_under_a_new_run_id(spark, tmp_pat
     assert reports.where("report_group_id IS NULL").count() == 0
     events = lake.read("minority_events_log", "demo-002").where("event_status != 'merged'").collect()
     assert events and all(Path(e.chart_path).is_file() for e in events)
+
+    # Finalised, protected (nothing confirmed yet), checked and alerted, through the Airflow SMTP connection.
+    run = "demo-002"
+    assert lake.read("minority_reports_finalised_log", run).count() == snapshots
+    assert reports.where("review_status != 'proposed'").count() == 0  # no weekend in the small data's anomalies
+    health = lake.read("pipeline_health_log", run).collect()
+    assert [(h.interval_start, h.interval_end) for h in health] == [
+        (START.replace(tzinfo=None), end.replace(tzinfo=None))
+    ]
+    alerts = lake.read("ui_notifications_log", run).collect()
+    mail = smtp_server.messages()
+    assert alerts and len(mail) == len(alerts)
+    assert sorted(r for rcpts, _ in mail for r in rcpts) == sorted(a.delivered_to for a in alerts)
+
+    # An analyst rejects the top report of the review queue, from the edit DAG's form; the run is repeated.
+    target = (
+        lake.read("minority_reports", run)
+        .where("report_status = 'ended' AND review_status = 'proposed'")
+        .orderBy(F.desc("severity"), "report_id")
+        .first()
+    )
+    form = {"kind": "report", "target_id": target.report_id, "author": "alice", "decision": "reject", "reason": "no"}
+    for _ in range(2):
+        airflow(
+            env, "dags", "test", "mrs_analyst_edit", (end + timedelta(hours=1)).isoformat(), "--conf", json.dumps(form)
+        )
+    edits = lake.read("user_edits_log", run).where(F.col("author") == "alice").collect()
+    assert [(e.report_id, e.field, e.value) for e in edits] == [(target.report_id, "review_status", "rejected")]
+    assert edits[0].request_id.startswith("manual__")
+    row = lake.read("minority_reports", run).where(F.col("report_id") == target.report_id).first()
+    assert (row.review_status, row.field_sources["review_status"], row.edited_by) == ("rejected", "analyst", "alice")
+
+    # The rereview DAG re-proposes it without the rejected cause, and the report is open for review again.
+    airflow(env, "dags", "test", "mrs_rereview", (end + timedelta(hours=2)).isoformat(), "--conf", "{}")
+    work = lake.read("rereview_worklist_log", run).where(F.col("report_id") == target.report_id).collect()
+    assert len(work) == 1 and "analyst_rejected" in work[0].reasons
+    assert work[0].rejected_categories == [target.proposed_cause_category]
+    again = lake.read("rereview_proposed_attribution_log", run).where(F.col("report_id") == target.report_id).first()
+    ranked = {again.proposed_cause_category, again.proposed_cause_category_2, again.proposed_cause_category_3}
+    assert target.proposed_cause_category not in ranked
+    row = lake.read("minority_reports", run).where(F.col("report_id") == target.report_id).first()
+    assert (row.model_source, row.review_status) == ("rereview", "proposed")
+    assert row.proposed_cause_category == again.proposed_cause_category
+    final = latest(lake.read("minority_reports_finalised_log", run).where(F.col("report_id") == target.report_id),
+                   order=MRFL_ORDER).first()  # fmt: skip
+    assert final.model_source == "rereview" and final.rejected_categories == [target.proposed_cause_category]
+    # Nothing above sent a second email.
+    assert len(smtp_server.messages()) == len(alerts)
