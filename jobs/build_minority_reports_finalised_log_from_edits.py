@@ -67,6 +67,15 @@ def _tier(score: float, medium: float, high: float) -> str:
     return "High" if score >= high else "Medium" if score >= medium else "Low"
 
 
+def _answered(history: pd.DataFrame, at: pd.Timestamp, rejected: list[str], default: str) -> str:
+    """The model cause a rejection at ``at`` answered: the proposal before that tick, unless that one is
+    rejected already and a rereview re-proposed at the same tick (the analyst rejects the re-proposal)."""
+    before = history[history["written_at"] < at]
+    cause = before.iloc[-1]["proposed_cause_category"] if len(before) else default
+    same = history[(history["written_at"] == at) & (history["model_source"] == "rereview")]
+    return same.iloc[-1]["proposed_cause_category"] if cause in rejected and len(same) else cause
+
+
 def finalise(
     model: pd.Series,
     edits: pd.DataFrame,
@@ -103,8 +112,7 @@ def finalise(
             final["review_status"], sources["review_status"], reviewed_at = e.value, src, e.written_at
             answered = final["proposed_cause_category"]
             if sources["proposed_cause_category"] == "model" and history is not None:
-                seen = history[history["written_at"] <= e.written_at]
-                answered = seen.iloc[-1]["proposed_cause_category"] if len(seen) else answered
+                answered = _answered(history, e.written_at, rejected, answered)
             if e.value == "rejected" and answered not in rejected:
                 rejected.append(answered)
         elif e.field == "supporting_evidence":
@@ -113,12 +121,14 @@ def finalise(
         elif e.field == "comment":
             final["analyst_comment"], sources["analyst_comment"] = e.value, src
         edited_by, seq, last_edit = e.author, int(e.edit_seq), e.edit_id
-    # A rejection answers the cause it was made on: a rereview's new proposal is open for review again.
+    # A rejection answers the cause it was made on: a rereview's new proposal (one not rejected) is open for
+    # review again. Rereview and rejection may share a tick; the category tells which answers which.
     if (
         final["review_status"] == "rejected"
         and model["model_source"] == "rereview"
-        and model["written_at"] > reviewed_at
+        and model["written_at"] >= reviewed_at
         and sources["proposed_cause_category"] == "model"
+        and model["proposed_cause_category"] not in rejected
     ):
         final["review_status"], sources["review_status"] = "proposed", "model"
     model_at = pd.Timestamp(model["written_at"])

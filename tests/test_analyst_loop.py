@@ -153,6 +153,18 @@ def test_a_rejection_holds_until_a_rereview_proposes_again_and_automation_is_its
     row = finalise(rereview, rejected, later, IV, TIERS, pd.DataFrame([_model(), rereview]))
     assert (row["review_status"], row["field_sources"]["review_status"]) == ("proposed", "model")
     assert row["rejected_categories"] == ["Social/Viral Event"]
+    # A rereview at the rejection's own tick answers it too; rejecting the rereview's proposal then holds.
+    same_tick = _model(model_source="rereview", written_at=T, proposed_cause_category="Competitor Stockout")
+    assert finalise(same_tick, rejected, T, IV, TIERS, pd.DataFrame([_model(), same_tick]))["review_status"] == (
+        "proposed"
+    )
+    twice = _edits(
+        ("review_status", "rejected", "alice", None, 1, "UE-1", T),
+        ("review_status", "rejected", "alice", None, 2, "UE-2", later),
+    )
+    row = finalise(rereview, twice, later, IV, TIERS, pd.DataFrame([_model(), rereview]))
+    assert row["review_status"] == "rejected"
+    assert row["rejected_categories"] == ["Social/Viral Event", "Competitor Stockout"]
     auto = _edits(("review_status", "auto_confirmed", "automation:weekend_mode", "rule", 0, "UE-9", T))
     row = finalise(_model(), auto, T, IV, TIERS)
     assert (row["review_status"], row["field_sources"]["review_status"]) == ("auto_confirmed", "automation")
