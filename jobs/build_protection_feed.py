@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cluster_minority_report import reference_prices
+from jobs.lib.cli import range_or_full
 from jobs.lib.config import Config, load_config
 from jobs.lib.tables import MRFL_ORDER, TABLES, Lakehouse, conform, latest
-from jobs.lib.ticks import check_interval, dates_between, fmt_ts, parse_ts
+from jobs.lib.ticks import dates_between, fmt_ts
 from schemas.mrs import REVIEW_STATUSES
 
 WRITES = ("protection_feed",)
@@ -271,19 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run-id", help="run_id to write under (default: the active one in demo_run_config)")
     a = p.parse_args(argv)
     cfg = load_config(a.config)
-    start = None
-    try:
-        if a.full:
-            if a.start:
-                p.error("--full rebuilds every report: give no --start")
-            end = parse_ts(a.end, "--end") if a.end else datetime(9999, 1, 1, tzinfo=UTC)
-        else:
-            if not (a.start and a.end):
-                p.error("give --start and --end (a data interval), or --full")
-            start, end = parse_ts(a.start, "--start"), parse_ts(a.end, "--end")
-            check_interval(start, end, cfg.tick_seconds)
-    except ValueError as e:
-        p.error(str(e))
+    start, end = range_or_full(p, a, cfg)
     spark = build_spark(cfg, "build_protection_feed")
     result = run(spark, cfg, start, end, a.run_id)
     label = "full rebuild" if start is None else f"{fmt_ts(start)} .. {fmt_ts(end)}"

@@ -20,12 +20,13 @@ interval, each rebuilt from every log row written before ``end``; the result equ
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from jobs.lib.cli import range_or_full
 from jobs.lib.config import Config, load_config
 from jobs.lib.spark import build_spark
 from jobs.lib.tables import MRFL_ORDER, TABLES, Lakehouse, latest
@@ -344,26 +345,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run-id", help="run_id to hydrate (default: the active one in demo_run_config)")
     a = p.parse_args(argv)
     cfg = load_config(a.config)
-    try:
-        if a.as_of:
+    if a.as_of:
+        try:
             as_of = parse_ts(a.as_of, "--as-of")
             check_interval(as_of, as_of + timedelta(seconds=cfg.tick_seconds), cfg.tick_seconds)
-        elif a.full:
-            end = parse_ts(a.end, "--end") if a.end else datetime(9999, 1, 1, tzinfo=UTC)
-        else:
-            if not (a.start and a.end):
-                p.error("give --start and --end (a data interval), or --full, or --as-of")
-            start, end = parse_ts(a.start, "--start"), parse_ts(a.end, "--end")
-            check_interval(start, end, cfg.tick_seconds)
-    except ValueError as e:
-        p.error(str(e))
+        except ValueError as e:
+            p.error(str(e))
+    else:
+        start, end = range_or_full(p, a, cfg)
     spark = build_spark(cfg, "hydrate_minority_reports")
     if a.as_of:
         result = run_as_of(spark, cfg, as_of, a.run_id)
         label = f"as of {fmt_ts(as_of)}"
     else:
-        result = run(spark, cfg, None if a.full else start, end, a.run_id)
-        label = "full rebuild" if a.full else f"{fmt_ts(start)} .. {fmt_ts(end)}"
+        result = run(spark, cfg, start, end, a.run_id)
+        label = "full rebuild" if start is None else f"{fmt_ts(start)} .. {fmt_ts(end)}"
     print(f"hydrate_minority_reports {label}: {result}")
     spark.stop()
 

@@ -11,14 +11,14 @@ own run of that tick later finds the same rows and adds nothing for them.
 
 from __future__ import annotations
 
-import argparse
 from datetime import timedelta
 
 from pyspark.sql import SparkSession
 
 from jobs import build_minority_reports_finalised_log_from_edits as finalisation
 from jobs import build_protection_feed, hydrate_minority_reports
-from jobs.lib.config import Config, load_config
+from jobs.lib.cli import run_id_main
+from jobs.lib.config import Config
 from jobs.lib.tables import Lakehouse
 
 WRITES = (
@@ -43,16 +43,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jobs.lib.spark import build_spark
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config")
-    p.add_argument("--run-id", help="default: the active run_id")
-    a = p.parse_args(argv)
-    cfg = load_config(a.config)
-    spark = build_spark(cfg, "refresh_reports")
-    print(f"refresh_reports: {run(spark, cfg, a.run_id)}")
-    spark.stop()
+    run_id_main(__doc__, "refresh_reports", run, argv)
 
 
 if __name__ == "__main__":

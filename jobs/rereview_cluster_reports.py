@@ -14,14 +14,14 @@ worklist run picks their reports again under the current versions.
 
 from __future__ import annotations
 
-import argparse
 from datetime import timedelta
 
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cluster_minority_report import cluster, load_library, read_inputs
-from jobs.lib.config import Config, load_config
+from jobs.lib.cli import run_id_main
+from jobs.lib.config import Config
 from jobs.lib.tables import TABLES, Lakehouse, conform
 from jobs.lib.ticks import dates_between
 
@@ -108,16 +108,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jobs.lib.spark import build_spark  # pyspark only where a session is built
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="config YAML (default: $MRS_CONFIG or conf/mrs.yaml)")
-    p.add_argument("--run-id", help="run_id to rereview (default: the active one in demo_run_config)")
-    a = p.parse_args(argv)
-    cfg = load_config(a.config)
-    spark = build_spark(cfg, "rereview_cluster_reports")
-    print(f"rereview_cluster_reports: {run(spark, cfg, a.run_id)}")
-    spark.stop()
+    run_id_main(__doc__, "rereview_cluster_reports", run, argv)
 
 
 if __name__ == "__main__":

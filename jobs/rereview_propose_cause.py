@@ -14,14 +14,14 @@ configured ``model_version``.
 
 from __future__ import annotations
 
-import argparse
 from datetime import datetime, timedelta
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.lib.config import Config, load_config
+from jobs.lib.cli import run_id_main
+from jobs.lib.config import Config
 from jobs.lib.tables import Lakehouse
 from jobs.lib.ticks import dates_between
 from jobs.propose_cause_for_minority import attribute, cluster_types
@@ -95,16 +95,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jobs.lib.spark import build_spark  # pyspark only where a session is built
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="config YAML (default: $MRS_CONFIG or conf/mrs.yaml)")
-    p.add_argument("--run-id", help="run_id to rereview (default: the active one in demo_run_config)")
-    a = p.parse_args(argv)
-    cfg = load_config(a.config)
-    spark = build_spark(cfg, "rereview_propose_cause")
-    print(f"rereview_propose_cause: {run(spark, cfg, a.run_id)}")
-    spark.stop()
+    run_id_main(__doc__, "rereview_propose_cause", run, argv)
 
 
 if __name__ == "__main__":
