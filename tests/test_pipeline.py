@@ -121,12 +121,15 @@ def test_one_range_equals_a_split_with_tick_by_tick_runs(spark, whole_run, tmp_p
     assert_hydrated_equals_rebuild(spark, cfg_b, end, built=then, as_of=as_of)
 
 
-def test_rerunning_and_backfilling_again_add_no_rows(spark, whole_run):
+def test_rerunning_and_backfilling_again_add_no_rows_and_send_no_email(spark, whole_run, smtp_server):
     cfg, end = whole_run
     before = {n: Lakehouse(spark, cfg).read(n).count() for n in (*STAGE_TABLES, *HYDRATED)}
+    mail = len(smtp_server.messages())
+    assert before["ui_notifications_log"] > 0 and mail >= before["ui_notifications_log"]
     run_range(spark, cfg, START, end)  # the whole backfill again: every tick retried
     after = {n: Lakehouse(spark, cfg).read(n).count() for n in (*STAGE_TABLES, *HYDRATED)}
     assert after == before
+    assert len(smtp_server.messages()) == mail
 
 
 def test_detection_finds_the_injected_anomalies(spark, whole_run):
