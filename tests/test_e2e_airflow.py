@@ -39,7 +39,9 @@ def airflow(env, *args):
 def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, tmp_path, smtp_server):
     # Two shuffle partitions, as in the test session: the data is small and each task is a fresh JVM.
     spark_conf = {**load_config().spark.conf, "spark.sql.shuffle.partitions": "2"}
-    cfg = make_config(tmp_path, **{"spark.conf": spark_conf})
+    # Proposed reports are protected too here, so the feed has rows before anyone reviews.
+    statuses = ["proposed", "confirmed", "auto_confirmed"]
+    cfg = make_config(tmp_path, **{"spark.conf": spark_conf, "protection.include_statuses": statuses})
     generate(cfg, cfg.paths.landing)
     end = START + timedelta(days=cfg.generator.days)
     # An earlier demo's rows, under the default run_id; the DAG run below resets to a new one.
@@ -103,6 +105,17 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, tmp_pa
     mail = smtp_server.messages()
     assert alerts and len(mail) == len(alerts)
     assert sorted(r for rcpts, _ in mail for r in rcpts) == sorted(a.delivered_to for a in alerts)
+    # The protection feed: a row per report and tick it was active, anomalous = actual - baseline.
+    feed = lake.read("protection_feed", run)
+    active_ticks = mrdl.where("report_status = 'active'")
+    assert feed.count() == active_ticks.count() > 0
+    assert feed.where("abs(anomalous_units - (actual_units - baseline_units)) > 1e-9").count() == 0
+    assert (
+        feed.join(
+            active_ticks.select("report_id", F.col("written_at").alias("ts")), ["report_id", "ts"], "left_anti"
+        ).count()
+        == 0
+    )
 
     # An analyst rejects the top report of the review queue, from the edit DAG's form. (A repeated run carries the
     # same request id, the Airflow run id; test_pipeline.py shows a repeated request adds nothing.)
@@ -119,6 +132,7 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, tmp_pa
     assert edits[0].request_id.startswith("manual__")
     row = lake.read("minority_reports", run).where(F.col("report_id") == target.report_id).first()
     assert (row.review_status, row.field_sources["review_status"], row.edited_by) == ("rejected", "analyst", "alice")
+    assert lake.read("protection_feed", run).where(F.col("report_id") == target.report_id).count() == 0
 
     # The rereview DAG re-proposes it without the rejected cause, and the report is open for review again.
     airflow(env, "dags", "test", "mrs_rereview", (end + timedelta(hours=2)).isoformat(), "--conf", "{}")
