@@ -56,3 +56,31 @@ WHERE run_id = coalesce((SELECT max_by(run_id, seq) FROM mrs.demo_run_config), '
                       (SELECT min(date) FROM mrs.minority_event_log))
 ORDER BY written_at, event
 LIMIT 15;
+
+-- The review queue: reports awaiting an analyst (weekend mode confirmed the confident weekend ones), worst first.
+SELECT report_id, store_id, sku, severity, impact_units, proposed_cause_category AS cause, confidence_score AS conf,
+       confidence_tier AS tier, window_start
+FROM mrs.review_queue
+LIMIT 10;
+
+-- Who decided what: review statuses and where each report's cause came from (model, analyst, automation).
+SELECT review_status, field_sources['proposed_cause_category'] AS cause_from, model_source, count(*) AS reports
+FROM mrs.active_minority_reports
+GROUP BY review_status, field_sources['proposed_cause_category'], model_source
+ORDER BY reports DESC;
+
+-- Alerts sent: per trigger, how many events and recipients, and the first tick each trigger fired.
+SELECT trigger_condition, count(DISTINCT event_id) AS events, count(*) AS notifications,
+       count(DISTINCT delivered_to) AS recipients, min(written_at) AS first_at
+FROM mrs.ui_notifications_log
+WHERE run_id = coalesce((SELECT max_by(run_id, seq) FROM mrs.demo_run_config), 'demo-001')
+GROUP BY trigger_condition
+ORDER BY notifications DESC;
+
+-- Pipeline health per run: freshness, coverage, error rate and what went wrong.
+SELECT interval_start, interval_end, health_status, round(freshness_lag_minutes) AS lag_min, round(coverage, 3) AS coverage,
+       round(error_rate, 4) AS error_rate, rows_written['minority_reports_detected_log'] AS mrdl_rows, problems
+FROM mrs.pipeline_health_log
+WHERE run_id = coalesce((SELECT max_by(run_id, seq) FROM mrs.demo_run_config), 'demo-001')
+ORDER BY interval_start DESC
+LIMIT 5;
