@@ -6,10 +6,11 @@
 2. an analyst's turn through ``mrs_analyst_edit``: reject the top report of the review queue, correct and confirm
    the next, rename its event; then ``mrs_rereview`` re-proposes the rejected report's cause;
 3. print detection, attribution and cohort quality against the generator's ground truth, and a summary;
-4. a demo reset: ``mrs_pipeline``'s reset task makes ``demo-002`` active; ``demo-001`` stays queryable.
+4. a demo reset: ``mrs_pipeline``'s reset task makes ``demo-002`` active while ``demo-001`` stays queryable;
+   the demo prints both, then resets back to ``demo-001`` so that ``make sql`` shows the loop above.
 
-Running it again regenerates the same data and adds no rows to any stage's table (it switches back to
-``demo-001`` first, which appends one row to ``demo_run_config``: resets are the one thing that append).
+Running it again regenerates the same data and adds no rows to any table but ``demo_run_config`` (two resets
+each time: resets are the one thing that append).
 """
 
 from __future__ import annotations
@@ -139,20 +140,39 @@ def main() -> None:
         sh(sys.executable, "-m", "jobs.evaluate_attribution")
         sh(sys.executable, "-m", "jobs.evaluate_cohorts")
         print("\n" + summary(spark, cfg, run_id, box))
-        spark.stop()
 
-        # 4. A demo reset: the reset task alone (the next pipeline runs fill demo-002).
-        sh("airflow", "tasks", "test", "mrs_pipeline", "reset_run_id", end.isoformat(),
-           "--task-params", json.dumps({"reset_run_id": RESET_RUN_ID}), quiet=True)  # fmt: skip
+        # 4. A demo reset (the pipeline's reset task alone: the next pipeline runs would fill demo-002), the
+        # before/after comparison, and back to the demo's run so that `make sql` shows the loop above.
+        reset(end, RESET_RUN_ID)
+        print("\n" + compare_runs(spark, cfg))
+        reset(end + timedelta(minutes=cfg.pipeline.tick_minutes), run_id)
+        spark.stop()
     finally:
         server.stop()
     print(
-        f"\nDemo reset: {RESET_RUN_ID} is now the active run_id; {run_id} stays queryable. Compare them with\n"
-        "  SELECT run_id, count(*) AS reports FROM mrs.minority_reports GROUP BY run_id;\n"
-        f"t-SNE map: {cfg.paths.artifacts}/tsne_<run_id>.png; event charts: {cfg.paths.artifacts}/events/<run_id>/\n"
-        "Next: `make sql` and the queries in docs/analyst_queries.md, or `make airflow` for the UI.\n"
-        "`make demo` again switches back to demo-001 and adds nothing else."
+        f"\nt-SNE map: {cfg.paths.artifacts}/tsne_<run_id>.png; event charts: {cfg.paths.artifacts}/events/<run_id>/\n"
+        "Next: `make sql` and the queries in docs/analyst_queries.md, or `make airflow` for the UI."
     )
+
+
+def reset(at: datetime, run_id: str) -> None:
+    sh("airflow", "tasks", "test", "mrs_pipeline", "reset_run_id", at.isoformat(),
+       "--task-params", json.dumps({"reset_run_id": run_id}), quiet=True)  # fmt: skip
+
+
+def compare_runs(spark, cfg) -> str:
+    """What a reset changes: the active run_id, and every run's rows still there."""
+    from jobs.lib.tables import Lakehouse
+
+    lake = Lakehouse(spark, cfg)
+    counts = lake.read("minority_reports").groupBy("run_id").count().orderBy("run_id").collect()
+    active = lake.active_run_id()
+    lines = [f"Demo reset: {active} is now the active run_id (every read path and view uses it)."]
+    lines += [f"  {r.run_id}: {r['count']} reports" for r in counts] or ["  (no reports yet)"]
+    if active not in {r.run_id for r in counts}:
+        lines.append(f"  {active}: 0 reports (its pipeline runs have not started)")
+    lines.append("  SELECT run_id, count(*) AS reports FROM mrs.minority_reports GROUP BY run_id;  -- the same in SQL")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
