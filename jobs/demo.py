@@ -143,9 +143,10 @@ def main() -> None:
 
         # 4. A demo reset (the pipeline's reset task alone: the next pipeline runs would fill demo-002), the
         # before/after comparison, and back to the demo's run so that `make sql` shows the loop above.
-        reset(end, RESET_RUN_ID)
+        # Runs of their own (a logical date no other run has), so that the task takes these params.
+        reset(end + timedelta(days=1), RESET_RUN_ID)
         print("\n" + compare_runs(spark, cfg))
-        reset(end + timedelta(minutes=cfg.pipeline.tick_minutes), run_id)
+        reset(end + timedelta(days=1, minutes=cfg.pipeline.tick_minutes), run_id)
         spark.stop()
     finally:
         server.stop()
