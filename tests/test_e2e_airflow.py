@@ -38,7 +38,7 @@ def airflow(env, *args):
 
 def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, tmp_path, smtp_server):
     # Two shuffle partitions, as in the test session: the data is small and each task is a fresh JVM.
-    spark_conf = {**load_config().spark.conf, "spark.sql.shuffle.partitions": "2"}
+    spark_conf = {**load_config().spark.conf, "spark.sql.shuffle.partitions": "2", "spark.ui.enabled": "false"}
     # Proposed reports are protected too here, so the feed has rows before anyone reviews.
     statuses = ["proposed", "confirmed", "auto_confirmed"]
     cfg = make_config(tmp_path, **{"spark.conf": spark_conf, "protection.include_statuses": statuses})
