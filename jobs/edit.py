@@ -21,7 +21,7 @@ import argparse
 import hashlib
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from pyspark.sql import SparkSession
@@ -50,7 +50,6 @@ class EditRequest:
     changes: tuple[tuple[str, str], ...]  # (field, value) in the order they apply
     reason: str | None = None
     request_id: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def table(self) -> str:

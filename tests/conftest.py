@@ -123,14 +123,12 @@ class SmtpSink:
 def smtp_server():
     """A local SMTP server on 127.0.0.1 for the whole session; MRS_SMTP_HOST/PORT point at it meanwhile, so
     pipeline code run in-process sends its mail here. ``smtp_server.messages()`` / ``.clear()`` read it."""
-    import socket
-
     from aiosmtpd.controller import Controller
 
+    from jobs.mailbox import free_port
+
     sink = SmtpSink()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        sink.port = s.getsockname()[1]
+    sink.port = free_port()
     controller = Controller(sink, hostname=sink.host, port=sink.port)
     controller.start()
     saved = {k: os.environ.get(k) for k in ("MRS_SMTP_HOST", "MRS_SMTP_PORT")}
