@@ -1,1 +1,1 @@
-"""Table schemas: ``schemas.mrs`` defines every table's StructType."""
+"""Table schemas: ``schemas.mrs`` (the anomaly pipeline) and ``schemas.dfu`` (DFU clustering) define every StructType."""

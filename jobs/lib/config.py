@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from datetime import date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -288,9 +288,11 @@ def apply_overrides(raw: dict, overrides: dict) -> dict:
     return raw
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
-    """Read and validate a config file; relative paths resolve against the repository root."""
-    path = Path(path or os.environ.get("MRS_CONFIG") or DEFAULT_CONFIG)
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def read_yaml(path: Path) -> dict:
+    """A config file's top-level mapping, or a ConfigError naming the file."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -299,9 +301,13 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    apply_overrides(raw, overrides or {})
+    return raw
+
+
+def validate(model: type[_M], raw: dict, path: Path) -> _M:
+    """Validate a raw mapping; every problem is reported as ``file: dotted.key: message``."""
     try:
-        cfg = Config.model_validate({**raw, "source": path})
+        return model.model_validate(raw)
     except ValidationError as e:
         problems = []
         for err in e.errors():
@@ -313,6 +319,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
                 msg = msg.split(":", 1)[1].strip()
             problems.append(f"{key}: {msg}")
         raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
+    """Read and validate a config file; relative paths resolve against the repository root."""
+    path = Path(path or os.environ.get("MRS_CONFIG") or DEFAULT_CONFIG)
+    raw = read_yaml(path)
+    apply_overrides(raw, overrides or {})
+    cfg = validate(Config, {**raw, "source": path}, path)
     root = REPO_ROOT
     paths = Paths(**{k: _resolve(root, v) for k, v in cfg.paths.model_dump().items()})
     clustering = cfg.clustering.model_copy(update={"library_file": _resolve(root, cfg.clustering.library_file)})

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from jobs.lib.config import Config
-from schemas import mrs
+from schemas import dfu, mrs
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,25 @@ TABLES: dict[str, Table] = {
             ("run_id", "interval_start", "interval_end"),
             (),
             "per pipeline run: freshness, coverage, error rate and rows written per stage",
+        ),
+        # The DFU clustering product (note 003): source tables, then what its steps write.
+        Table("fact_sales_monthly", dfu.FACT_SALES_MONTHLY, ("item_id", "location_id", "month"), (), "DFU demand"),
+        Table("dim_item", dfu.DIM_ITEM, ("item_id",), (), "item attributes"),
+        Table("dim_dfu", dfu.DIM_DFU, ("dfu_id",), (), "DFU attributes; cluster_assignment is set by cluster-update"),
+        Table("dfu_pattern_truth", dfu.DFU_PATTERN_TRUTH, ("dfu_id",), (), "generated DFUs: the intended pattern"),
+        Table(
+            "dfu_clustering_features",
+            dfu.DFU_CLUSTERING_FEATURES,
+            ("as_of_month", "dfu_id"),
+            (),
+            "per DFU and as-of month: the volume, trend, seasonality, volatility and growth features clustered on",
+        ),
+        Table(
+            "dfu_clustering_exclusions",
+            dfu.DFU_CLUSTERING_EXCLUSIONS,
+            ("as_of_month", "dfu_id"),
+            (),
+            "DFUs a clustering run left out, and why (too little history, no demand, unknown item)",
         ),
     ]
 }

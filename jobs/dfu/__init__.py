@@ -1,0 +1,1 @@
+"""DFU clustering for demand forecasting (spec note 003): features, KMeans with K selection, labels, dim_dfu update."""
