@@ -63,6 +63,38 @@ def make_config(root: Path, **extra):
     return load_config(path)
 
 
+# DFU clustering on a small generated set: 40 items x 3 locations = 120 DFUs, 36 months.
+SMALL_DFU = {"generator": {"items": 40, "locations": 3}}
+
+
+def make_clustering_config(root: Path, **sections):
+    """Write a clustering config (conf/clustering_config.yaml, small generator, files and MLflow under ``root``)
+    and load it. ``sections`` override whole keys of the top level, e.g. ``clustering={...}`` merges into it."""
+    import yaml
+
+    from jobs.dfu.config import DEFAULT_CLUSTERING_CONFIG, load_clustering_config
+
+    raw = yaml.safe_load(DEFAULT_CLUSTERING_CONFIG.read_text())
+    raw["output_dir"] = str(root / "clustering")
+    raw["mlflow"] = {
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "artifact_location": str(root / "mlflow-artifacts"),
+        "experiment": "dfu_clustering",
+    }
+    for key, value in {**SMALL_DFU, **sections}.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "clustering_config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_clustering_config(path)
+
+
+@pytest.fixture(scope="session")
+def dfu_cfg(tmp_path_factory):
+    """The session's clustering config (small generator); its tables live in ``small_cfg``'s lakehouse."""
+    return make_clustering_config(tmp_path_factory.mktemp("dfu"))
+
+
 @pytest.fixture(scope="session")
 def small_cfg(tmp_path_factory):
     return make_config(tmp_path_factory.mktemp("mrs"))
