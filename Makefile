@@ -29,7 +29,9 @@ POOL := mrs_lakehouse_writers
 INSTALLED := $(VENV)/.installed
 JARS      := $(ROOT)/.cache/jars/.complete
 
-.PHONY: help setup jars demo test lint format airflow sql evaluate evaluate-seeds cluster-library tsne lock clean
+.PHONY: help setup jars demo test lint format airflow sql evaluate evaluate-seeds cluster-library tsne lock clean \
+	cluster-generate cluster-features cluster-train cluster-label cluster-update cluster-all cluster-evaluate \
+	cluster-demo cluster-api mlflow-ui
 help:
 	@echo "make demo      generate data, run mrs_pipeline through Airflow, print detection quality"
 	@echo "make test      lint and run the test suite"
@@ -39,6 +41,17 @@ help:
 	@echo "make evaluate-seeds  the same on freshly generated data with seeds other than the demo's (SEEDS=...)"
 	@echo "make cluster-library  rebuild the shipped cluster library from a generated history"
 	@echo "make tsne      t-SNE map of the active run's reports (table + PNG in .data/artifacts)"
+	@echo "DFU clustering (spec note 003; files in DFU_DIR=$(DFU_DIR)):"
+	@echo "make cluster-generate  write generated DFUs with known demand patterns (fact_sales_monthly, dim_item, dim_dfu)"
+	@echo "make cluster-features  feature matrix per DFU (Spark): Delta dfu_clustering_features + clustering_features.csv"
+	@echo "make cluster-train     KMeans over K_RANGE (default: config), K by elbow/silhouette/gap/min size; MLflow run"
+	@echo "make cluster-label     business labels per cluster: cluster_labels.csv, cluster_profiles.json"
+	@echo "make cluster-update    MERGE labels into dim_dfu.cluster_assignment (DRY_RUN=1: print counts only)"
+	@echo "make cluster-all       features, train, label, update"
+	@echo "make cluster-evaluate  labels against the generated DFUs' true patterns (adjusted Rand index, majority labels)"
+	@echo "make cluster-demo      generate, cluster-all, evaluate"
+	@echo "make cluster-api       serve GET /domains/dfu/clusters on 127.0.0.1:8090"
+	@echo "make mlflow-ui         the MLflow UI over the dfu_clustering experiment on 127.0.0.1:5000"
 
 $(INSTALLED): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -99,6 +112,33 @@ cluster-library: setup
 
 tsne: setup
 	$(PY) -m jobs.embed_reports
+
+# DFU clustering (spec note 003): the note's script steps, one target each.
+DFU_CONFIG ?= $(ROOT)/conf/clustering_config.yaml
+DFU_DIR    ?= $(ROOT)/.data/dfu/clustering
+K_RANGE    ?=
+DRY_RUN    ?=
+DFU        := $(PY) -m jobs.dfu
+cluster-generate: setup
+	$(DFU).generate --config $(DFU_CONFIG)
+cluster-features: setup
+	$(DFU).features --config $(DFU_CONFIG) --output $(DFU_DIR)/clustering_features.csv
+cluster-train: setup
+	$(DFU).train --config $(DFU_CONFIG) --input $(DFU_DIR)/clustering_features.csv --output-dir $(DFU_DIR) \
+	  $(if $(K_RANGE),--k-range $(K_RANGE))
+cluster-label: setup
+	$(DFU).label --config $(DFU_CONFIG) --centroids $(DFU_DIR)/cluster_centroids.csv \
+	  --assignments $(DFU_DIR)/cluster_assignments.csv --metadata $(DFU_DIR)/cluster_metadata.json --output $(DFU_DIR)
+cluster-update: setup
+	$(DFU).update --config $(DFU_CONFIG) --input $(DFU_DIR) $(if $(DRY_RUN),--dry-run)
+cluster-all: cluster-features cluster-train cluster-label cluster-update
+cluster-evaluate: setup
+	$(DFU).evaluate --config $(DFU_CONFIG) --input $(DFU_DIR) --check
+cluster-demo: cluster-generate cluster-all cluster-evaluate
+cluster-api: setup
+	$(DFU).api --config $(DFU_CONFIG)
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(ROOT)/.data/mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
 lock: $(INSTALLED)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements.lock
