@@ -313,7 +313,7 @@ def validate(model: type[_M], raw: dict, path: Path) -> _M:
         for err in e.errors():
             key = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            if ":" in msg and not key.count(".") and msg.split(":")[0].isidentifier():
+            if ":" in msg and msg.split(":")[0].isidentifier():
                 # model-level checks name the field themselves ("score_off: must be ...")
                 key = f"{key}.{msg.split(':')[0]}" if key else msg.split(":")[0]
                 msg = msg.split(":", 1)[1].strip()
