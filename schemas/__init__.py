@@ -1,1 +1,1 @@
-"""Table schemas: ``schemas.mrs`` (the anomaly pipeline) and ``schemas.dfu`` (DFU clustering) define every StructType."""
+"""Table schemas: ``schemas.mrs`` (anomaly pipeline) and ``schemas.dfu`` (DFU clustering), one StructType each."""

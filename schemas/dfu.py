@@ -107,7 +107,7 @@ DFU_CLUSTERING_FEATURES = StructType(
     ]
 )
 
-# DFUs left out of a clustering run, with why: counts reconcile (dim_dfu = features + exclusions).
+# DFUs left out of a clustering run, with why: DFUs in dim_dfu or the facts = features + exclusions.
 DFU_CLUSTERING_EXCLUSIONS = StructType(
     [
         _f("as_of_month", DateType(), False),
