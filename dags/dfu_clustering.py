@@ -33,6 +33,7 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import Param, dag
+from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
 from jobs.lib.names import WRITER_POOL
 
@@ -73,7 +74,8 @@ def _python(task_id: str, module: str, args: str) -> BashOperator:
 
 @dag(
     dag_id="dfu_clustering",
-    schedule="@monthly",
+    # A data interval of one calendar month (not a trigger instant): the run at 1 January clusters December.
+    schedule=CronDataIntervalTimetable("@monthly", timezone="UTC"),
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,

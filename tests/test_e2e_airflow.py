@@ -152,3 +152,65 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, tmp_pa
     assert final.model_source == "rereview" and final.rejected_categories == [target.proposed_cause_category]
     # Nothing above sent a second email.
     assert len(smtp_server.messages()) == len(alerts)
+
+
+def test_dfu_clustering_through_airflow(spark, tmp_path, dfu_cfg):
+    """The monthly DFU DAG on generated DFUs: features, train, label, then a dry run and a real MERGE."""
+    from jobs.dfu import generate as dfu_generate
+    from jobs.dfu.evaluate import read_labelled, score
+    from tests.conftest import make_clustering_config
+
+    spark_conf = {**load_config().spark.conf, "spark.sql.shuffle.partitions": "2", "spark.ui.enabled": "false"}
+    cfg = make_config(tmp_path / "mrs", **{"spark.conf": spark_conf})
+    ccfg = make_clustering_config(tmp_path / "dfu")
+    frames = dfu_generate.generate(ccfg.generator, ccfg.clustering.min_months_history)
+    dfu_generate.write(spark, cfg, frames)
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_MRS_SPARK": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        "MRS_CONFIG": str(cfg.source),
+        "DFU_CLUSTERING_CONFIG": str(ccfg.source),
+        "DFU_OUTPUT_DIR": str(ccfg.output_dir),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "JAVA_TOOL_OPTIONS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    }
+    airflow(env, "db", "migrate")
+    airflow(env, "pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time")
+    # The scheduled run for December 2025: its data interval is the month.
+    airflow(env, "dags", "test", "dfu_clustering", "2025-12-01T00:00:00+00:00", "--conf", json.dumps({"dry_run": True}))
+    run_dir = ccfg.output_dir / "2025-12"
+    for name in ("clustering_features.csv", "cluster_assignments.csv", "cluster_labels.csv", "cluster_profiles.json"):
+        assert (run_dir / name).is_file(), name
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == [
+        "clusters_2d.png",
+        "elbow.png",
+        "gap.png",
+        "silhouette.png",
+    ]
+    lake = Lakehouse(spark, cfg)
+    assert lake.read("dim_dfu").where("cluster_assignment IS NOT NULL").count() == 0  # the dry run wrote nothing
+
+    conf = json.dumps({"as_of": "2025-12"})
+    airflow(env, "dags", "test", "dfu_clustering", "2026-01-02T00:00:00+00:00", "--conf", conf)
+    dim = lake.read("dim_dfu").toPandas()
+    featured = lake.read("dfu_clustering_features").where("as_of_month = DATE'2025-12-01'").count()
+    excluded = lake.read("dfu_clustering_exclusions").where("as_of_month = DATE'2025-12-01'").count()
+    assert featured + excluded == len(dim)
+    assert dim.cluster_assignment.notna().sum() == featured
+    # dim_dfu holds the label of each DFU's cluster, and the labels name the generated patterns.
+    labelled = read_labelled(run_dir)
+    written = dict(zip(dim.dfu_id, dim.cluster_assignment, strict=True))
+    assert all(written[d] == label for d, label in zip(labelled.dfu_id, labelled.label, strict=True))
+    figures = score(labelled, frames["dfu_pattern_truth"])
+    assert figures["ari_pattern"] >= 0.7, figures
+    # One MLflow run, reused by the second DAG run (same input, same parameters).
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=ccfg.mlflow.tracking_uri)
+    exp = client.get_experiment_by_name("dfu_clustering")
+    assert len(client.search_runs([exp.experiment_id])) == 1
