@@ -181,8 +181,8 @@ def test_dfu_clustering_through_airflow(spark, tmp_path, dfu_cfg):
     }
     airflow(env, "db", "migrate")
     airflow(env, "pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time")
-    # The scheduled run for December 2025: its data interval is the month.
-    airflow(env, "dags", "test", "dfu_clustering", "2025-12-01T00:00:00+00:00", "--conf", json.dumps({"dry_run": True}))
+    # The run due at 1 January 2026: its data interval is December, the month it clusters.
+    airflow(env, "dags", "test", "dfu_clustering", "2026-01-01T00:00:00+00:00", "--conf", json.dumps({"dry_run": True}))
     run_dir = ccfg.output_dir / "2025-12"
     for name in ("clustering_features.csv", "cluster_assignments.csv", "cluster_labels.csv", "cluster_profiles.json"):
         assert (run_dir / name).is_file(), name
