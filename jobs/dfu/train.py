@@ -67,7 +67,6 @@ DISCRETE_LEVELS = 3  # gap references: a column with at most this many values is
 # then differs and a new MLflow run is made instead of reusing the old one.
 TRAIN_VERSION = 1
 SCALERS = {"standard": StandardScaler, "robust": RobustScaler, "minmax": MinMaxScaler}
-METHODS = ("elbow", "silhouette", "gap")
 PLOTS = ("elbow", "silhouette", "gap", "clusters_2d")
 _GROUP_OF = {c: g for g, cols in FEATURE_GROUPS.items() for c in cols}
 
@@ -93,6 +92,7 @@ def read_matrix(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def check_matrix(frame: pd.DataFrame, name: str = "matrix") -> pd.DataFrame:
+    """The frame sorted by dfu_id, or a ValueError naming what is wrong (``name``: the file, for the message)."""
     missing = [c for c in ID_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{name}: missing columns {missing}")
