@@ -227,7 +227,7 @@ TABLES: dict[str, Table] = {
         # The DFU clustering product (note 003): source tables, then what its steps write.
         Table("fact_sales_monthly", dfu.FACT_SALES_MONTHLY, ("item_id", "location_id", "month"), (), "DFU demand"),
         Table("dim_item", dfu.DIM_ITEM, ("item_id",), (), "item attributes"),
-        Table("dim_dfu", dfu.DIM_DFU, ("dfu_id",), (), "DFU attributes; cluster_assignment is set by cluster-update"),
+        Table("dim_dfu", dfu.DIM_DFU, ("dfu_id",), (), "DFU attributes and cluster_assignment"),
         Table("dfu_pattern_truth", dfu.DFU_PATTERN_TRUTH, ("dfu_id",), (), "generated DFUs: the intended pattern"),
         Table(
             "dfu_clustering_features",
@@ -408,7 +408,7 @@ def catalog_ddl(cfg: Config) -> str:
             f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in t.schema.fields
         )
         part = f"\nPARTITIONED BY ({', '.join(t.partition_by)})" if t.partition_by else ""
-        comment = t.description.replace("'", "")
+        comment = t.description.replace("'", "").replace(";", ",")  # statements are split on ';'
         lines.append(
             f"CREATE TABLE IF NOT EXISTS {CATALOG_SCHEMA}.{t.name} (\n  {cols}\n) USING DELTA{part}\n"
             f"COMMENT '{comment}'\nLOCATION '{cfg.paths.lakehouse / t.name}';"
