@@ -36,6 +36,27 @@ def airflow(env, *args):
     return res.stdout + res.stderr
 
 
+def airflow_env(tmp_path: Path, cfg, **extra: str) -> dict[str, str]:
+    """The environment `airflow dags test` runs in: its own home, the repo's DAGs, local Spark, the test config."""
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_MRS_SPARK": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        "MRS_CONFIG": str(cfg.source),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        # Every task is a short-lived JVM on small data: the quick JIT and a simple GC start it ~4 s sooner.
+        "JAVA_TOOL_OPTIONS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        **extra,
+    }
+    airflow(env, "db", "migrate")
+    airflow(env, "pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time")
+    return env
+
+
 def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, tmp_path, smtp_server):
     # Two shuffle partitions, as in the test session: the data is small and each task is a fresh JVM.
     spark_conf = {**load_config().spark.conf, "spark.sql.shuffle.partitions": "2", "spark.ui.enabled": "false"}
@@ -51,24 +72,8 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, tmp_pa
     earlier = lake.read("sales_timeseries_data", "demo-001").count()
     assert earlier == 12 * 96
 
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_MRS_SPARK": json.dumps({"conn_type": "spark", "host": "local[2]"}),
-        "MRS_CONFIG": str(cfg.source),
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        # Every task is a short-lived JVM on small data: the quick JIT and a simple GC start it ~4 s sooner.
-        "JAVA_TOOL_OPTIONS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
-            {"conn_type": "smtp", "host": smtp_server.host, "port": smtp_server.port, "extra": {"disable_tls": True}}
-        ),
-    }
-    airflow(env, "db", "migrate")
-    airflow(env, "pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time")
+    smtp = {"conn_type": "smtp", "host": smtp_server.host, "port": smtp_server.port, "extra": {"disable_tls": True}}
+    env = airflow_env(tmp_path, cfg, AIRFLOW_CONN_SMTP_DEFAULT=json.dumps(smtp))
     smtp_server.clear()
     conf = {"start": START.isoformat(), "end": end.isoformat(), "reset_run_id": "demo-002"}
     out = airflow(env, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", json.dumps(conf))
@@ -165,22 +170,7 @@ def test_dfu_clustering_through_airflow(spark, tmp_path, dfu_cfg):
     ccfg = make_clustering_config(tmp_path / "dfu")
     frames = dfu_generate.generate(ccfg.generator, ccfg.clustering.min_months_history)
     dfu_generate.write(spark, cfg, frames)
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_MRS_SPARK": json.dumps({"conn_type": "spark", "host": "local[2]"}),
-        "MRS_CONFIG": str(cfg.source),
-        "DFU_CLUSTERING_CONFIG": str(ccfg.source),
-        "DFU_OUTPUT_DIR": str(ccfg.output_dir),
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "JAVA_TOOL_OPTIONS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-    }
-    airflow(env, "db", "migrate")
-    airflow(env, "pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time")
+    env = airflow_env(tmp_path, cfg, DFU_CLUSTERING_CONFIG=str(ccfg.source), DFU_OUTPUT_DIR=str(ccfg.output_dir))
     # The run due at 1 January 2026: its data interval is December, the month it clusters.
     airflow(env, "dags", "test", "dfu_clustering", "2026-01-01T00:00:00+00:00", "--conf", json.dumps({"dry_run": True}))
     run_dir = ccfg.output_dir / "2025-12"
