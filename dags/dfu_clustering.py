@@ -30,12 +30,12 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import Param, dag
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
 from jobs.lib.names import WRITER_POOL
+from jobs.lib.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
@@ -50,8 +50,8 @@ AS_OF = "{{ params.as_of or (data_interval_start.strftime('%Y-%m') if data_inter
 RUN_DIR = f"{OUTPUT}/{AS_OF}"
 
 
-def _spark(task_id: str, job: str, args: list[str]) -> SparkSubmitOperator:
-    return SparkSubmitOperator(
+def _spark(task_id: str, job: str, args: list[str]) -> SparkJobOperator:
+    return SparkJobOperator(
         task_id=task_id,
         application=str(REPO / "jobs" / "dfu" / job),
         application_args=["--config", CLUSTER_CONFIG, *args],

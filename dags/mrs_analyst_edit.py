@@ -25,10 +25,10 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag
 
 from jobs.lib.names import DETECTION_TYPES, WRITER_POOL
+from jobs.lib.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
@@ -61,7 +61,7 @@ TEXT = {"type": ["null", "string"], "maxLength": 2000}
     doc_md=__doc__,
 )
 def mrs_analyst_edit():
-    record = SparkSubmitOperator(
+    record = SparkJobOperator(
         task_id="record_edit",
         application=str(REPO / "jobs" / "edit.py"),
         application_args=[
@@ -84,7 +84,7 @@ def mrs_analyst_edit():
         name="mrs-record_edit",
         pool=WRITER_POOL,
     )
-    refresh = SparkSubmitOperator(
+    refresh = SparkJobOperator(
         task_id="refresh_reports",
         application=str(REPO / "jobs" / "refresh_reports.py"),
         application_args=["--config", CONFIG],

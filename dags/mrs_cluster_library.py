@@ -23,8 +23,9 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag
+
+from jobs.lib.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
@@ -52,7 +53,7 @@ NAME = r"^[A-Za-z0-9_.-]{0,64}$"
     doc_md=__doc__,
 )
 def mrs_cluster_library():
-    build = SparkSubmitOperator(
+    build = SparkJobOperator(
         task_id="build_cluster_library",
         application=str(REPO / "jobs" / "build_cluster_library.py"),
         application_args=[
@@ -69,7 +70,7 @@ def mrs_cluster_library():
         conn_id=SPARK_CONN,
         name="mrs-build_cluster_library",
     )
-    embed = SparkSubmitOperator(
+    embed = SparkJobOperator(
         task_id="embed_reports",
         application=str(REPO / "jobs" / "embed_reports.py"),
         application_args=["--config", CONFIG],

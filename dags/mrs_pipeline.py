@@ -43,10 +43,10 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, Param, dag, task
 
 from jobs.lib.names import FINALISED_ASSET, WRITER_POOL
+from jobs.lib.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
@@ -61,8 +61,8 @@ END = "{{ params.end or (data_interval_end | ts) }}"
 ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?$"
 
 
-def _stage(task_id: str, job: str, **kwargs) -> SparkSubmitOperator:
-    return SparkSubmitOperator(
+def _stage(task_id: str, job: str, **kwargs) -> SparkJobOperator:
+    return SparkJobOperator(
         task_id=task_id,
         application=str(REPO / "jobs" / job),
         application_args=["--config", CONFIG, "--start", START, "--end", END],
@@ -112,7 +112,7 @@ def mrs_pipeline():
     def reset_requested(params: dict | None = None) -> str:
         return "reset_run_id" if params and params.get("reset_run_id") else "ingest"
 
-    reset = SparkSubmitOperator(
+    reset = SparkJobOperator(
         task_id="reset_run_id",
         application=str(REPO / "jobs" / "run_config.py"),
         application_args=["--config", CONFIG, "--run-id", "{{ params.reset_run_id }}", "--written-at", START],

@@ -23,10 +23,10 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, Param, dag
 
 from jobs.lib.names import FINALISED_ASSET, WRITER_POOL
+from jobs.lib.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
@@ -34,8 +34,8 @@ SPARK_CONN = os.environ.get("MRS_SPARK_CONN_ID", "mrs_spark")
 ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?$"
 
 
-def _job(task_id: str, *args: str) -> SparkSubmitOperator:
-    return SparkSubmitOperator(
+def _job(task_id: str, *args: str) -> SparkJobOperator:
+    return SparkJobOperator(
         task_id=task_id,
         application=str(REPO / "jobs" / f"{task_id}.py"),
         application_args=["--config", CONFIG, *args],

@@ -143,7 +143,7 @@ def test_rereview_runs_downstream_of_the_pipeline_only(dagbag):
     # Nothing in the rereview DAG detects anomalies or starts another DAG.
     apps = {Path(t.application).stem for t in rereview.tasks}
     assert not apps & {"ingest", "detect_anomalies"}
-    assert all(type(t).__name__ == "SparkSubmitOperator" for t in rereview.tasks)
+    assert all(type(t).__name__ == "SparkJobOperator" for t in rereview.tasks)
 
 
 def test_edit_form_offers_the_taxonomy_and_refuses_bad_input(dagbag):

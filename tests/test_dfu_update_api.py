@@ -8,7 +8,6 @@ from datetime import date
 
 import pytest
 from chispa import assert_df_equality
-from delta.tables import DeltaTable
 from fastapi.testclient import TestClient
 
 from jobs.dfu import update
@@ -72,7 +71,7 @@ def write_csvs(root, assignments=ASSIGNMENTS, labels=LABELS):
 
 
 def version(spark, lake):
-    return DeltaTable.forPath(spark, lake.path("dim_dfu")).history(1).first()["version"]
+    return spark.sql(f"DESCRIBE HISTORY {lake.table_sql('dim_dfu')} LIMIT 1").first()["version"]
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
@@ -171,22 +170,15 @@ def update_delta(spark: SparkSession, cfg: Config, labels: DataFrame, dry_run: b
     lake = Lakehouse(spark, cfg)
     if not lake.exists("dim_dfu"):
         raise ValueError(f"dim_dfu: no Delta table at {lake.path('dim_dfu')} (run cluster-generate first)")
-    target = DeltaTable.forPath(spark, lake.path("dim_dfu"))
-    plan = plan_changes(target.toDF(), labels)
+    plan = plan_changes(lake.read("dim_dfu"), labels)
     result = {"target": "delta", "table": lake.path("dim_dfu"), "dry_run": dry_run, **count_changes(plan)}
     if result["not_in_dim_dfu"]:
         sample = plan.where("status = 'not_in_dim_dfu'").select("dfu_id").orderBy("dfu_id").limit(_SAMPLE)
         result["not_in_dim_dfu_sample"] = [r["dfu_id"] for r in sample.collect()]
     updated = 0
     if not dry_run and result["to_update"]:
-        metrics = (
-            target.alias("t")
-            .merge(labels.alias("s"), "t.dfu_id = s.dfu_id")
-            .whenMatchedUpdate(condition=f"NOT (t.{TARGET_COLUMN} <=> s.label)", set={TARGET_COLUMN: "s.label"})
-            .execute()
-            .first()
-        )
-        updated = int(metrics["num_updated_rows"]) if metrics else 0
+        clause = f"WHEN MATCHED AND NOT (t.{TARGET_COLUMN} <=> s.label) THEN UPDATE SET t.{TARGET_COLUMN} = s.label"
+        updated = lake.merge("dim_dfu", labels, "t.dfu_id = s.dfu_id", clause)["updated"]
     result["updated"] = updated
     return result
 

@@ -1,4 +1,13 @@
-"""The one SparkSession builder every job and test uses."""
+"""The one SparkSession builder every job and test uses.
+
+Two ways to reach Spark, chosen by configuration, never by code:
+
+- **classic**: the job's own driver (``spark-submit`` or plain ``python``: local by default, or the master the
+  Airflow Spark connection names). Every job pays for a JVM and a cold session (~10 s here).
+- **Spark Connect**: when ``SPARK_REMOTE`` is set (``sc://host:port``), the job is a thin client of a warm,
+  long-running Spark session (``jobs/spark_server.py`` locally, or a cluster's Connect server). Each stage is
+  still its own Spark job and process; it only skips the start-up.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +18,16 @@ from pyspark.sql import SparkSession
 
 from jobs.lib.config import Config
 
+REMOTE_ENV = "SPARK_REMOTE"
+
 
 class DeltaUnavailableError(RuntimeError):
     pass
+
+
+def remote_url() -> str | None:
+    """The Spark Connect server this process should use, or None for a classic session."""
+    return os.environ.get(REMOTE_ENV) or None
 
 
 def build_spark(cfg: Config, app: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
@@ -24,8 +40,11 @@ def build_spark(cfg: Config, app: str, extra_conf: dict[str, str] | None = None)
     # Python-side timestamps (collect, pandas) must be UTC like the session, whatever the host says.
     os.environ["TZ"] = "UTC"
     time.tzset()
+    conf = {**cfg.spark.conf, **(extra_conf or {})}
+    if remote_url():
+        return _connect(remote_url(), app, conf)
     builder = SparkSession.builder.appName(f"{cfg.spark.app_name}-{app}")
-    for key, value in {**cfg.spark.conf, **(extra_conf or {})}.items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     try:
@@ -37,4 +56,24 @@ def build_spark(cfg: Config, app: str, extra_conf: dict[str, str] | None = None)
             ".cache/spark-conf/spark-defaults.conf and exports SPARK_CONF_DIR), or set "
             "spark.jars.packages=io.delta:delta-spark_4.2_2.13:4.4.0 on the cluster"
         ) from e
+    return spark
+
+
+def _connect(url: str, app: str, conf: dict[str, str]) -> SparkSession:
+    """A Spark Connect session with the project's session-level settings; the server owns the static ones
+    (extensions, catalog, UI), set when it started."""
+    try:
+        spark = SparkSession.builder.remote(url).appName(app).getOrCreate()
+        extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    except Exception as e:
+        raise ConnectionError(
+            f"no Spark Connect server answers at {url} ({type(e).__name__}): start one with "
+            "`make spark-server`, or unset SPARK_REMOTE to run a classic Spark session"
+        ) from e
+    if "DeltaSparkSessionExtension" not in extensions:
+        spark.stop()
+        raise DeltaUnavailableError(f"the Spark Connect server at {url} has no Delta extension (spark.sql.extensions)")
+    for key, value in conf.items():
+        if spark.conf.isModifiable(key):
+            spark.conf.set(key, value)
     return spark

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
@@ -249,6 +249,11 @@ TABLES: dict[str, Table] = {
 CATALOG_SCHEMA = "mrs"
 
 
+def column_ddl(schema: StructType, sep: str = ", ") -> str:
+    """A schema as the column list of CREATE TABLE (nullability kept)."""
+    return sep.join(f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in schema.fields)
+
+
 def conform(df: DataFrame, schema: StructType) -> DataFrame:
     """Select and cast a frame's columns to exactly a table's schema (order included)."""
     missing = [f.name for f in schema.fields if f.name not in df.columns]
@@ -278,18 +283,27 @@ class Lakehouse:
     def path(self, name: str) -> str:
         return str(self.root / TABLES[name].name)
 
-    def ensure(self, name: str) -> DeltaTable:
+    def table_sql(self, name: str) -> str:
+        """The table as a path identifier for Spark SQL."""
+        return f"delta.`{self.path(name)}`"
+
+    def ensure(self, name: str) -> None:
+        """Create the table from its schema if it is not there yet.
+
+        Plain SQL rather than the DeltaTable API: it runs the same in a classic session and through Spark
+        Connect (which would need Delta's server plugin for the API)."""
+        if self.exists(name):
+            return
         t = TABLES[name]
-        return (
-            DeltaTable.createIfNotExists(self.spark)
-            .location(self.path(name))
-            .addColumns(t.schema)
-            .partitionedBy(*t.partition_by)
-            .execute()
-        )
+        part = f" PARTITIONED BY ({', '.join(t.partition_by)})" if t.partition_by else ""
+        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.table_sql(name)} ({column_ddl(t.schema)}) USING DELTA{part}")
 
     def exists(self, name: str) -> bool:
-        return DeltaTable.isDeltaTable(self.spark, self.path(name))
+        try:
+            self.spark.sql(f"DESCRIBE DETAIL {self.table_sql(name)}").select("format").first()
+            return True
+        except AnalysisException:
+            return False
 
     def read(self, name: str, run_id: str | None = None) -> DataFrame:
         """A table's rows, for one run_id when given; an empty frame if the table does not exist yet."""
@@ -306,7 +320,6 @@ class Lakehouse:
         ``dates`` bounds the merge to the partitions the rows fall in (required for date-partitioned tables).
         """
         t = TABLES[name]
-        target = self.ensure(name)
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in t.keys)
         if "date" in t.partition_by:
             if dates is None:
@@ -315,18 +328,24 @@ class Lakehouse:
             if not days:
                 return 0
             cond += " AND t.date IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in days) + ")"
-        source = conform(df, t.schema)
-        metrics = target.alias("t").merge(source.alias("s"), cond).whenNotMatchedInsertAll().execute().first()
-        return int(metrics["num_inserted_rows"]) if metrics else 0
+        return self.merge(name, conform(df, t.schema), cond, "WHEN NOT MATCHED THEN INSERT *")["inserted"]
 
     def upsert(self, name: str, df: DataFrame) -> dict[str, int]:
         """Derived tables only (hydration): insert new keys, overwrite the rows of keys already there."""
         t = TABLES[name]
-        target = self.ensure(name)
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in t.keys)
-        merge = target.alias("t").merge(conform(df, t.schema).alias("s"), cond)
-        metrics = merge.whenMatchedUpdateAll().whenNotMatchedInsertAll().execute().first()
-        return {k: int(metrics[f"num_{k}_rows"]) if metrics else 0 for k in ("inserted", "updated")}
+        result = self.merge(
+            name, conform(df, t.schema), cond, "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+        )
+        return {k: result[k] for k in ("inserted", "updated")}
+
+    def merge(self, name: str, source: DataFrame, cond: str, clauses: str) -> dict[str, int]:
+        """``MERGE INTO`` the table from ``source`` (aliased t and s); the rows inserted, updated, deleted."""
+        self.ensure(name)
+        metrics = self.spark.sql(
+            f"MERGE INTO {self.table_sql(name)} t USING {{source}} s ON {cond} {clauses}", source=source
+        ).first()
+        return {k: int(metrics[f"num_{k}_rows"]) if metrics else 0 for k in ("inserted", "updated", "deleted")}
 
     def replace_where(self, name: str, df: DataFrame, condition: str) -> int:
         """Derived tables only: atomically replace the rows matching ``condition`` with ``df``."""
@@ -404,9 +423,7 @@ def catalog_ddl(cfg: Config) -> str:
     """SQL that registers every table and view in the ``mrs`` schema of a Spark catalog (idempotent)."""
     lines = [f"CREATE SCHEMA IF NOT EXISTS {CATALOG_SCHEMA};"]
     for t in TABLES.values():
-        cols = ",\n  ".join(
-            f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in t.schema.fields
-        )
+        cols = column_ddl(t.schema, ",\n  ")
         part = f"\nPARTITIONED BY ({', '.join(t.partition_by)})" if t.partition_by else ""
         comment = t.description.replace("'", "").replace(";", ",")  # statements are split on ';'
         lines.append(
