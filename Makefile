@@ -21,7 +21,10 @@ export AIRFLOW_HOME ?= $(ROOT)/.data/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
-export AIRFLOW_CONN_MRS_SPARK ?= {"conn_type": "spark", "host": "local[*]"}
+# Spark jobs run as clients of the warm local session `make airflow` starts (`make spark-server`); set
+# {"conn_type": "spark", "host": "local[*]"} (or a cluster's master) to spark-submit each job instead.
+SPARK_CONNECT_PORT ?= 15002
+export AIRFLOW_CONN_MRS_SPARK ?= {"conn_type": "spark_connect", "host": "127.0.0.1", "port": $(SPARK_CONNECT_PORT)}
 # Alerts are emailed through this connection; by default to the local mailbox `make airflow` starts.
 export AIRFLOW_CONN_SMTP_DEFAULT ?= {"conn_type": "smtp", "host": "127.0.0.1", "port": 8025, "extra": {"disable_tls": true}}
 POOL := mrs_lakehouse_writers
@@ -29,7 +32,7 @@ POOL := mrs_lakehouse_writers
 INSTALLED := $(VENV)/.installed
 JARS      := $(ROOT)/.cache/jars/.complete
 
-.PHONY: help setup jars demo test lint format airflow sql evaluate evaluate-seeds cluster-library tsne lock clean \
+.PHONY: help setup jars demo test lint format airflow spark-server sql evaluate evaluate-seeds cluster-library tsne lock clean \
 	cluster-generate cluster-features cluster-train cluster-label cluster-update cluster-all cluster-evaluate \
 	cluster-demo cluster-api mlflow-ui
 help:
@@ -37,6 +40,7 @@ help:
 	@echo "make test      lint and run the test suite"
 	@echo "make airflow   start Airflow (standalone, SQLite) with the project's DAGs"
 	@echo "make sql       Spark SQL shell with every table in schema mrs"
+	@echo "make spark-server  the warm Spark session (Spark Connect, port SPARK_CONNECT_PORT) the jobs run in"
 	@echo "make evaluate  detection, attribution, clustering and cohort quality of the demo run against the ground truth"
 	@echo "make evaluate-seeds  the same on freshly generated data with seeds other than the demo's (SEEDS=...)"
 	@echo "make cluster-library  rebuild the shipped cluster library from a generated history"
@@ -85,7 +89,13 @@ airflow: setup
 	$(BIN)/airflow pools set $(POOL) 1 "one writer of the Delta lakehouse at a time, across DAGs" > /dev/null
 	@echo "Airflow UI: http://localhost:8080 — user 'admin', password printed below (also in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
 	@echo "Alert emails land in $(ROOT)/.data/mailbox (a local SMTP server on 127.0.0.1:8025)"
-	$(PY) -m jobs.mailbox --port 8025 --dir $(ROOT)/.data/mailbox & trap "kill $$!" EXIT; $(BIN)/airflow standalone
+	@echo "Spark jobs run in the warm Spark session at sc://127.0.0.1:$(SPARK_CONNECT_PORT) (Spark UI http://localhost:4040)"
+	$(PY) -m jobs.mailbox --port 8025 --dir $(ROOT)/.data/mailbox & m=$$!; \
+	  $(PY) -m jobs.spark_server --port $(SPARK_CONNECT_PORT) & s=$$!; \
+	  trap "kill $$m $$s" EXIT; $(BIN)/airflow standalone
+
+spark-server: setup
+	$(PY) -m jobs.spark_server --port $(SPARK_CONNECT_PORT)
 
 sql: setup
 	$(PY) -m jobs.register_catalog --sql > $(ROOT)/.cache/register_catalog.sql

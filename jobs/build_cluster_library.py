@@ -36,7 +36,7 @@ from jobs import detect_anomalies, ingest
 from jobs.generate_data import DETECTION_TYPE, generate
 from jobs.lib.config import Clustering, Config, load_config
 from jobs.lib.features import FEATURES, pairwise_distances
-from jobs.lib.spark import build_spark
+from jobs.lib.spark import build_spark, quiet_logs
 from jobs.lib.tables import TABLES, Lakehouse, latest
 
 WRITES = ("cluster_library",)
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--mode from-run needs --run-id and --labels")
     version = a.version or cfg.clustering.library_version
     spark = build_spark(cfg, "build_cluster_library")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     if a.mode == "install":
         rows = clustering.library_frame(cfg.clustering.library_file)
         rows = rows[rows["library_version"] == version]

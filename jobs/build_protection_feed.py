@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from jobs.cluster_minority_report import reference_prices
 from jobs.lib.cli import range_or_full
 from jobs.lib.config import Config, load_config
-from jobs.lib.tables import MRFL_ORDER, TABLES, Lakehouse, conform, latest
+from jobs.lib.tables import MRFL_ORDER, TABLES, Lakehouse, conform, latest, sql_string
 from jobs.lib.ticks import dates_between, fmt_ts
 from schemas.mrs import REVIEW_STATUSES
 
@@ -210,7 +210,6 @@ def rewrite(lake: Lakehouse, run_id: str, rows: DataFrame, report_ids: DataFrame
     Only the differences go into the MERGE's source, deletions included, so the set of reports is a join, never
     a literal list in a condition, however many there are; with no difference nothing is committed at all."""
     t = TABLES[FEED]
-    target = lake.ensure(FEED)
     keys = list(t.keys)
     new = conform(rows, t.schema).localCheckpoint()  # read twice below: computed once
     if new.where(F.col("run_id") != run_id).limit(1).count():
@@ -229,21 +228,17 @@ def rewrite(lake: Lakehouse, run_id: str, rows: DataFrame, report_ids: DataFrame
     )
     if source.isEmpty():
         return {"inserted": 0, "updated": 0, "deleted": 0}
-    # The run_id literal lets Delta skip the other runs' files; a Column, so no run_id needs quoting.
-    on = F.col("t.run_id") == F.lit(run_id)
-    for k in keys:
-        on = on & (F.col(f"t.`{k}`") == F.col(f"s.`{k}`"))
-    values = {c: f"s.`{c}`" for c in t.schema.fieldNames()}
-    metrics = (
-        target.alias("t")
-        .merge(source.alias("s"), on)
-        .whenMatchedDelete("s._delete")
-        .whenMatchedUpdate("NOT s._delete", values)
-        .whenNotMatchedInsert("NOT s._delete", values)
-        .execute()
-        .first()
+    # The run_id literal lets Delta skip the other runs' files (Delta's MERGE takes no parameter markers).
+    on = " AND ".join([f"t.run_id = {sql_string(run_id)}", *(f"t.`{k}` = s.`{k}`" for k in keys)])
+    cols = ", ".join(f"`{c}`" for c in t.schema.fieldNames())
+    values = ", ".join(f"s.`{c}`" for c in t.schema.fieldNames())
+    sets = ", ".join(f"t.`{c}` = s.`{c}`" for c in t.schema.fieldNames())
+    clauses = (
+        "WHEN MATCHED AND s._delete THEN DELETE "
+        f"WHEN MATCHED AND NOT s._delete THEN UPDATE SET {sets} "
+        f"WHEN NOT MATCHED AND NOT s._delete THEN INSERT ({cols}) VALUES ({values})"
     )
-    return {k: int(metrics[f"num_{k}_rows"]) if metrics else 0 for k in ("inserted", "updated", "deleted")}
+    return lake.merge(FEED, source, on, clauses)
 
 
 def run(

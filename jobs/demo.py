@@ -19,11 +19,12 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from jobs import generate_data, mailbox
+from jobs import generate_data, mailbox, spark_server
 from jobs.lib.config import load_config
 from jobs.lib.names import WRITER_POOL
 from jobs.lib.ticks import fmt_ts
@@ -102,9 +103,14 @@ def main() -> None:
     start = datetime.combine(g.start, datetime.min.time(), tzinfo=UTC)
     end = start + timedelta(days=g.days)
     box = cfg.paths.lakehouse.parent / "mailbox"
-    server = mailbox.start(box)
-    os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = mailbox.smtp_connection(server.port)
-    try:
+    with ExitStack() as stack:
+        server = mailbox.start(box)
+        stack.callback(server.stop)
+        os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = mailbox.smtp_connection(server.port)
+        # One warm Spark session for the whole demo: every task and job is its Spark Connect client.
+        url = stack.enter_context(spark_server.local_server())
+        os.environ["SPARK_REMOTE"] = url
+        os.environ["AIRFLOW_CONN_MRS_SPARK"] = spark_server.airflow_connection(url)
         sh("airflow", "db", "migrate", quiet=True)
         sh("airflow", "pools", "set", WRITER_POOL, "1", "one writer of the Delta lakehouse at a time", quiet=True)
         # 1. The pipeline over the whole range (back on the demo's run_id if an earlier demo reset it).
@@ -148,8 +154,6 @@ def main() -> None:
         print("\n" + compare_runs(spark, cfg))
         reset(end + timedelta(days=1, minutes=cfg.pipeline.tick_minutes), run_id)
         spark.stop()
-    finally:
-        server.stop()
     print(
         f"\nt-SNE map: {cfg.paths.artifacts}/tsne_<run_id>.png; event charts: {cfg.paths.artifacts}/events/<run_id>/\n"
         "Next: `make sql` and the queries in docs/analyst_queries.md, or `make airflow` for the UI."

@@ -25,7 +25,7 @@ from sklearn.manifold import TSNE
 from jobs.cluster_minority_report import load_library
 from jobs.lib.config import Config, load_config
 from jobs.lib.features import Library
-from jobs.lib.spark import build_spark
+from jobs.lib.spark import build_spark, quiet_logs
 from jobs.lib.tables import TABLES, Lakehouse, latest
 
 WRITES = ("minority_report_embedding",)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     cfg = load_config(a.config)
     spark = build_spark(cfg, "embed_reports")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     result = run(spark, cfg, a.run_id, a.png)
     spark.stop()
     print(f"embed_reports: {result}")

@@ -28,7 +28,7 @@ from jobs import evaluate_cohorts, pipeline, propose_cause_for_minority
 from jobs.build_cluster_library import NAMES, UNEXPLAINED, label_reports, read_truth
 from jobs.generate_data import DETECTION_TYPE, generate
 from jobs.lib.config import Config, load_config
-from jobs.lib.spark import build_spark
+from jobs.lib.spark import build_spark, quiet_logs
 from jobs.lib.tables import Lakehouse, latest
 
 TARGETS = {"top1": 0.80, "top3": 0.95, "cluster_purity": 0.80}
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     cfg = load_config(a.config)
     spark = build_spark(cfg, "evaluate_attribution")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     seeds = a.seeds or []
     results = [run_seed(spark, cfg, s, a.without_feeds) for s in seeds] or [run_evaluation(spark, cfg)]
     spark.stop()

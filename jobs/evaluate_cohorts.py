@@ -22,7 +22,7 @@ from pyspark.sql import SparkSession
 
 from jobs.build_cluster_library import label_reports, read_truth
 from jobs.lib.config import Config, load_config
-from jobs.lib.spark import build_spark
+from jobs.lib.spark import build_spark, quiet_logs
 from jobs.lib.tables import Lakehouse
 
 TARGET = 0.90  # issue 4: multi-store anomalies that become exactly one event
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     cfg = load_config(a.config)
     spark = build_spark(cfg, "evaluate_cohorts")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     result = run_evaluation(spark, cfg, a.run_id)
     spark.stop()
     print(json.dumps(result, indent=2, default=str) if a.json else report(result))

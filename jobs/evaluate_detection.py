@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.lib.config import Config, load_config
-from jobs.lib.spark import build_spark
+from jobs.lib.spark import build_spark, quiet_logs
 from jobs.lib.tables import Lakehouse, latest
 
 TRUTH_SCHEMA = (
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     cfg = load_config(a.config)
     spark = build_spark(cfg, "evaluate_detection")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     r = run(spark, cfg, a.truth)
     spark.stop()
     if a.json:

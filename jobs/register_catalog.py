@@ -19,7 +19,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from jobs.lib.config import load_config
-from jobs.lib.spark import build_spark
+from jobs.lib.spark import build_spark, quiet_logs
 from jobs.lib.tables import catalog_ddl
 
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     spark = build_spark(cfg, "register_catalog")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     for stmt in statements(ddl):
         spark.sql(stmt)
     if a.run and a.markdown:

@@ -10,9 +10,16 @@ or set ``SPARK_REMOTE=sc://127.0.0.1:15002`` for a job run by hand. On a cluster
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from jobs.lib.config import load_config
 
@@ -33,6 +40,42 @@ def server_conf(host: str, port: int, master: str | None = None, driver_memory: 
     return conf
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def local_server(config: str | None = None, port: int | None = None, timeout: float = 180) -> Iterator[str]:
+    """Run a server in a child process for the block (the demo, the benchmark); yields its ``sc://`` URL."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "jobs.spark_server", "--port", str(port), *(["--config", config] if config else [])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "SPARK_REMOTE": ""})
+    try:
+        deadline = time.monotonic() + timeout
+        for line in proc.stdout:
+            if line.startswith("Spark Connect server ready"):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Spark Connect server did not start within {timeout:.0f} s")
+        else:
+            raise RuntimeError(f"Spark Connect server exited with {proc.wait()} before it was ready")
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def airflow_connection(url: str) -> str:
+    """The Airflow connection (as ``AIRFLOW_CONN_MRS_SPARK`` JSON) that runs the DAGs' jobs against ``url``."""
+    host, _, port = url.removeprefix("sc://").rstrip("/").partition(":")
+    return json.dumps({"conn_type": "spark_connect", "host": host, "port": int(port or 15002)})
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="config YAML (default: $MRS_CONFIG or conf/mrs.yaml)")
@@ -46,7 +89,6 @@ def main(argv: list[str] | None = None) -> None:
     from jobs.lib.spark import build_spark
 
     spark = build_spark(cfg, "spark-server", server_conf(a.host, a.port, a.master, a.driver_memory))
-    spark.sparkContext.setLogLevel("WARN")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -43,11 +43,8 @@ SMALL = {
 
 def make_config(root: Path, **extra):
     """Write a config file for the small data set under ``root`` (so subprocesses can use it) and load it."""
-    import yaml
+    from jobs.lib.config import derive_config
 
-    from jobs.lib.config import DEFAULT_CONFIG, apply_overrides, load_config
-
-    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     overrides = {
         **SMALL,
         "paths.landing": str(root / "landing"),
@@ -56,11 +53,7 @@ def make_config(root: Path, **extra):
         "paths.artifacts": str(root / "artifacts"),
         **extra,
     }
-    apply_overrides(raw, overrides)
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "mrs.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return load_config(path)
+    return derive_config(root, overrides)
 
 
 # DFU clustering on a small generated set: 40 items x 3 locations = 120 DFUs, 36 months.
@@ -103,11 +96,14 @@ def small_cfg(tmp_path_factory):
 @pytest.fixture(scope="session")
 def spark(small_cfg):
     from jobs.lib.spark import build_spark
+    from jobs.spark_server import free_port, server_conf
 
     session = build_spark(
         small_cfg,
         "tests",
         {
+            # The session is also a Spark Connect server: the Airflow end-to-end tests run their jobs in it warm.
+            **server_conf("127.0.0.1", free_port()),
             "spark.master": "local[2]",
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
@@ -118,6 +114,12 @@ def spark(small_cfg):
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def connect_url(spark) -> str:
+    """The test session's own Spark Connect endpoint."""
+    return f"sc://127.0.0.1:{spark.conf.get('spark.connect.grpc.binding.port')}"
 
 
 class SmtpSink:

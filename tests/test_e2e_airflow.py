@@ -1,5 +1,6 @@
-"""End to end through Airflow: `airflow dags test` runs the real spark-submit tasks on small data, through the
-whole loop: the pipeline (with a demo reset), an analyst's edit (repeated), and the rereview."""
+"""End to end through Airflow: `airflow dags test` runs the real tasks on small data, through the whole loop: the
+pipeline (with a demo reset), an analyst's edit (repeated), and the rereview, as Spark Connect clients of the
+test session; and the DFU clustering DAG through spark-submit, the other way the same operator runs a job."""
 
 import json
 import os
@@ -16,6 +17,7 @@ from jobs.generate_data import generate
 from jobs.lib.config import load_config
 from jobs.lib.names import WRITER_POOL
 from jobs.lib.tables import MRFL_ORDER, Lakehouse, latest
+from jobs.spark_server import airflow_connection
 from tests.conftest import make_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,14 +38,17 @@ def airflow(env, *args):
     return res.stdout + res.stderr
 
 
-def airflow_env(tmp_path: Path, cfg, **extra: str) -> dict[str, str]:
-    """The environment `airflow dags test` runs in: its own home, the repo's DAGs, local Spark, the test config."""
+def airflow_env(tmp_path: Path, cfg, connect_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment `airflow dags test` runs in: its own home, the repo's DAGs, the test config, and Spark:
+    the Connect server at ``connect_url``, or spark-submit to local Spark."""
+    local = json.dumps({"conn_type": "spark", "host": "local[2]"})
+    spark_conn = airflow_connection(connect_url) if connect_url else local
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_MRS_SPARK": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        "AIRFLOW_CONN_MRS_SPARK": spark_conn,
         "MRS_CONFIG": str(cfg.source),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
@@ -57,8 +62,8 @@ def airflow_env(tmp_path: Path, cfg, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, tmp_path, smtp_server):
-    # Two shuffle partitions, as in the test session: the data is small and each task is a fresh JVM.
+def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, connect_url, tmp_path, smtp_server):
+    # Two shuffle partitions, as in the test session: the data is small.
     spark_conf = {**load_config().spark.conf, "spark.sql.shuffle.partitions": "2", "spark.ui.enabled": "false"}
     # Proposed reports are protected too here, so the feed has rows before anyone reviews.
     statuses = ["proposed", "confirmed", "auto_confirmed"]
@@ -73,7 +78,7 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, tmp_pa
     assert earlier == 12 * 96
 
     smtp = {"conn_type": "smtp", "host": smtp_server.host, "port": smtp_server.port, "extra": {"disable_tls": True}}
-    env = airflow_env(tmp_path, cfg, AIRFLOW_CONN_SMTP_DEFAULT=json.dumps(smtp))
+    env = airflow_env(tmp_path, cfg, connect_url, AIRFLOW_CONN_SMTP_DEFAULT=json.dumps(smtp))
     smtp_server.clear()
     conf = {"start": START.isoformat(), "end": end.isoformat(), "reset_run_id": "demo-002"}
     out = airflow(env, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", json.dumps(conf))

@@ -164,11 +164,11 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from jobs.lib.config import load_config
-    from jobs.lib.spark import build_spark
+    from jobs.lib.spark import build_spark, quiet_logs
 
     cfg = load_config()
     spark = build_spark(cfg, "dfu-api")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     try:
         uvicorn.run(
             create_app(LakehouseSource(spark, Lakehouse(spark, cfg))),

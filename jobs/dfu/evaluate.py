@@ -93,12 +93,12 @@ def read_labelled(input_dir: Path) -> pd.DataFrame:
 def read_truth() -> pd.DataFrame:
     """dfu_pattern_truth from the platform's lakehouse (a small table)."""
     from jobs.lib.config import load_config
-    from jobs.lib.spark import build_spark
+    from jobs.lib.spark import build_spark, quiet_logs
     from jobs.lib.tables import Lakehouse
 
     platform = load_config()
     spark = build_spark(platform, "dfu_evaluate")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     try:
         truth = Lakehouse(spark, platform).read("dfu_pattern_truth").select("dfu_id", "pattern", "volume_tier")
         truth = truth.toPandas()

@@ -338,11 +338,11 @@ def main(argv: list[str] | None = None) -> None:
     import psycopg
 
     from jobs.lib.config import load_config
-    from jobs.lib.spark import build_spark
+    from jobs.lib.spark import build_spark, quiet_logs
 
     cfg = load_config()
     spark = build_spark(cfg, "dfu-update")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     try:
         result = run(spark, cfg, ccfg, input_dir, a.dry_run, a.target, a.dsn)
     except (ValueError, FileNotFoundError, psycopg.Error) as e:

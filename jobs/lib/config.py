@@ -321,6 +321,17 @@ def validate(model: type[_M], raw: dict, path: Path) -> _M:
         raise ConfigError(f"{path}: " + "; ".join(problems)) from None
 
 
+def derive_config(root: Path, overrides: dict) -> Config:
+    """Write ``conf/mrs.yaml`` with ``overrides`` (dotted keys) to ``root/mrs.yaml`` and load it: a config for
+    a test or a benchmark that subprocesses (Airflow tasks, jobs) can read too."""
+    raw = read_yaml(DEFAULT_CONFIG)
+    apply_overrides(raw, overrides)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "mrs.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_config(path)
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
     """Read and validate a config file; relative paths resolve against the repository root."""
     path = Path(path or os.environ.get("MRS_CONFIG") or DEFAULT_CONFIG)

@@ -77,3 +77,9 @@ def _connect(url: str, app: str, conf: dict[str, str]) -> SparkSession:
         if spark.conf.isModifiable(key):
             spark.conf.set(key, value)
     return spark
+
+
+def quiet_logs(spark: SparkSession) -> None:
+    """Errors only on the console, for commands that print reports (a Connect server keeps its own log level)."""
+    if not remote_url():
+        spark.sparkContext.setLogLevel("ERROR")

@@ -254,6 +254,11 @@ def column_ddl(schema: StructType, sep: str = ", ") -> str:
     return sep.join(f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in schema.fields)
 
 
+def sql_string(value: str) -> str:
+    """A string as a Spark SQL literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def conform(df: DataFrame, schema: StructType) -> DataFrame:
     """Select and cast a frame's columns to exactly a table's schema (order included)."""
     missing = [f.name for f in schema.fields if f.name not in df.columns]
@@ -339,12 +344,12 @@ class Lakehouse:
         )
         return {k: result[k] for k in ("inserted", "updated")}
 
-    def merge(self, name: str, source: DataFrame, cond: str, clauses: str) -> dict[str, int]:
-        """``MERGE INTO`` the table from ``source`` (aliased t and s); the rows inserted, updated, deleted."""
+    def merge(self, name: str, source: DataFrame, cond: str, clauses: str, args: dict | None = None) -> dict[str, int]:
+        """``MERGE INTO`` the table from ``source`` (aliased t and s); the rows inserted, updated, deleted.
+        ``args`` fill the ``:name`` parameter markers of ``cond`` and ``clauses``."""
         self.ensure(name)
-        metrics = self.spark.sql(
-            f"MERGE INTO {self.table_sql(name)} t USING {{source}} s ON {cond} {clauses}", source=source
-        ).first()
+        query = f"MERGE INTO {self.table_sql(name)} t USING {{source}} s ON {cond} {clauses}"
+        metrics = self.spark.sql(query, args=args, source=source).first()
         return {k: int(metrics[f"num_{k}_rows"]) if metrics else 0 for k in ("inserted", "updated", "deleted")}
 
     def replace_where(self, name: str, df: DataFrame, condition: str) -> int:

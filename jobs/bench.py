@@ -1,0 +1,441 @@
+"""``make bench``: how fast the pipeline turns a tick into reports, how that scales, and what it costs to run.
+
+Per scale (``--scale S M``), on data from the project's generator, in one warm Spark session (Spark Connect):
+
+- **I/O floor**: read the landing CSVs and write them once as Delta;
+- **bulk backfill**: every stage over the whole range in one run (run_id ``bench-backfill``). This is also the
+  notes' naive stateless design's cost for the last tick: it replays all history to compute it;
+- **scheduled ticks**: one tick after 3 days of history and one after the whole range (run_id ``bench-ticks``,
+  the history before each built by range runs), every stage in turn, each stage timed;
+- **through Airflow**: the next tick end to end (``airflow dags test mrs_pipeline``, its 12 tasks as Spark
+  Connect clients); what it costs beyond the stages' own work is the fixed cost of tasks;
+- **fixed cost of a stage**: a probe job (session, one Delta read, one Delta commit) by ``spark-submit`` (a cold
+  JVM) and as a Spark Connect client;
+- **Delta log health**: data files, commits and checkpoints per table, before and after table maintenance;
+- **memory**: peak resident memory of the Spark driver JVM (local mode: the executors too), of Spark's Python
+  workers, and of the client, sampled every 0.2 s.
+
+Ratios come from one run on one machine, so they hold on a noisy machine. The results go to
+``docs/benchmarks/bench_<scale>.json`` (raw figures, for comparison between commits) and ``BENCHMARKS.md``.
+
+    python -m jobs.bench [--scale S M] [--root .data/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
+
+import psutil
+
+from jobs.lib.config import REPO_ROOT, Config, derive_config
+
+# S: 20 stores x 10 SKUs, 21 days; M: 200 stores x 50 SKUs = 10,000 series, 28 days (~27 million rows).
+SCALES = {
+    "S": {"retailers": 2, "stores_per_retailer": 10, "skus": 10, "days": 21, "regions": 4, "categories": 3},
+    "M": {"retailers": 4, "stores_per_retailer": 50, "skus": 50, "days": 28, "regions": 8, "categories": 5},
+}
+# Bars of issue 7, checked at scale M (reported at every scale).
+BARS = {"tick_history_ratio": 1.3, "replay_speedup": 10.0, "backfill_io_ratio": 5.0, "airflow_tick_s": 90.0}
+RESULTS = REPO_ROOT / "docs" / "benchmarks"
+REPORT = REPO_ROOT / "BENCHMARKS.md"
+GiB = 1024**3
+
+
+# -- set-up -------------------------------------------------------------------------------------------------------
+def scale_config(scale: str, root: Path) -> Config:
+    g = SCALES[scale]
+    overrides = {f"generator.{k}": v for k, v in g.items()}
+    overrides.update(
+        {
+            "generator.missing_input_hours": [],
+            "pipeline.default_run_id": "bench-ticks",
+            **{f"paths.{p}": str(root / p) for p in ("landing", "lakehouse", "metastore", "artifacts")},
+        }
+    )
+    return derive_config(root, overrides)
+
+
+def generate_once(cfg: Config) -> dict:
+    """Generate the scale's landing zone unless the same generator settings already wrote it."""
+    from jobs.generate_data import generate
+
+    marker = cfg.paths.landing / ".generated.json"
+    settings = cfg.generator.model_dump(mode="json")
+    if marker.exists() and json.loads(marker.read_text())["settings"] == settings:
+        return json.loads(marker.read_text())["counts"] | {"seconds": 0.0, "reused": True}
+    t = time.perf_counter()
+    counts = generate(cfg, cfg.paths.landing)
+    marker.write_text(json.dumps({"settings": settings, "counts": counts}))
+    return counts | {"seconds": round(time.perf_counter() - t, 1), "reused": False}
+
+
+class MemorySampler:
+    """Peak RSS of a Spark server's JVM, of the Python workers under it, and of this (client) process."""
+
+    def __init__(self, server_pid: int, interval: float = 0.2):
+        self.server = psutil.Process(server_pid)
+        self.me = psutil.Process()
+        self.interval = interval
+        self.peak = {"driver_jvm": 0, "python_workers": 0, "client": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            jvm = workers = 0
+            try:
+                for p in self.server.children(recursive=True):
+                    rss = p.memory_info().rss
+                    if p.name() == "java":
+                        jvm += rss
+                    elif "python" in p.name() and any(a.name() == "java" for a in p.parents()):
+                        workers += rss
+            except psutil.Error:
+                continue  # a worker ended while it was read
+            self.peak["driver_jvm"] = max(self.peak["driver_jvm"], jvm)
+            self.peak["python_workers"] = max(self.peak["python_workers"], workers)
+            self.peak["client"] = max(self.peak["client"], self.me.memory_info().rss)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def snapshot(self) -> dict[str, float]:
+        return {k: round(v / GiB, 2) for k, v in self.peak.items()}
+
+
+# -- measurements -------------------------------------------------------------------------------------------------
+def rows_written(result) -> int:
+    """Rows a stage wrote, from its result: table name -> count, or -> {inserted, updated, deleted}."""
+    from jobs.lib.tables import TABLES
+
+    total = 0
+    for key, value in (result or {}).items():
+        if key in TABLES and isinstance(value, int):
+            total += value
+        elif isinstance(value, dict):
+            total += sum(v for v in value.values() if isinstance(v, int)) if key in TABLES else rows_written(value)
+    return total
+
+
+def run_stages(spark, cfg: Config, start: datetime, end: datetime, run_id: str) -> dict:
+    """Every stage over [start, end) in DAG order, each timed; rows in = sales rows of the interval."""
+    from pyspark.sql import functions as F
+
+    from jobs.lib.tables import Lakehouse
+    from jobs.pipeline import STAGES
+
+    stages = []
+    for stage in STAGES:
+        t = time.perf_counter()
+        result = stage.run(spark, cfg, start, end, run_id)
+        stages.append({"stage": stage.__name__.rsplit(".", 1)[-1], "seconds": time.perf_counter() - t,
+                       "rows_out": rows_written(result)})  # fmt: skip
+    sales = Lakehouse(spark, cfg).read("sales_timeseries_data", run_id)
+    rows_in = sales.where((F.col("ts") >= F.lit(start)) & (F.col("ts") < F.lit(end))).count()
+    total = sum(s["seconds"] for s in stages)
+    for s in stages:
+        s["rows_per_s"] = round(rows_in / s["seconds"]) if s["seconds"] else None
+        s["seconds"] = round(s["seconds"], 2)
+    rows_out = sum(s["rows_out"] for s in stages)
+    return {"start": start.isoformat(), "end": end.isoformat(), "rows_in": rows_in, "rows_out": rows_out,
+            "seconds": round(total, 2), "rows_per_s": round(rows_in / total), "stages": stages}  # fmt: skip
+
+
+def io_floor(spark, cfg: Config, root: Path) -> dict:
+    """Read every landing CSV and write it once as Delta, in the same session: the least a backfill can cost."""
+    from jobs.ingest import INPUT_COLUMNS
+
+    t = time.perf_counter()
+    schema = ", ".join(f"`{c}` STRING" for c in INPUT_COLUMNS)
+    df = spark.read.option("header", True).schema(schema).csv(str(cfg.paths.landing / "unified_sales_data"))
+    df.write.format("delta").mode("overwrite").save(str(root / "scratch" / "io_floor"))
+    seconds = time.perf_counter() - t
+    rows = spark.read.format("delta").load(str(root / "scratch" / "io_floor")).count()
+    return {"seconds": round(seconds, 2), "rows": rows, "rows_per_s": round(rows / seconds)}
+
+
+def probe(argv: list[str]) -> None:
+    """A stage's fixed cost: build the session, read one Delta table, commit one row; prints the timings."""
+    from pyspark.sql import functions as F
+
+    from jobs.lib.config import load_config
+    from jobs.lib.spark import build_spark
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", required=True)
+    p.add_argument("--table", required=True)
+    a = p.parse_args(argv)
+    t0 = time.perf_counter()
+    spark = build_spark(load_config(a.config), "bench-probe")
+    t1 = time.perf_counter()
+    spark.read.format("delta").load(a.table).limit(1).count()
+    t2 = time.perf_counter()
+    spark.range(1).select(F.col("id").cast("string").alias("id")).write.format("delta").mode("append").save(a.table)
+    t3 = time.perf_counter()
+    spark.stop()
+    print("PROBE " + json.dumps({"session_s": t1 - t0, "delta_read_s": t2 - t1, "delta_commit_s": t3 - t2}))
+
+
+def fixed_costs(cfg: Config, root: Path, url: str, repeats: int = 3) -> dict:
+    """The probe job by spark-submit (cold JVM, the classic way) and as a Spark Connect client; medians."""
+    table = root / "scratch" / "probe"
+    env = {**os.environ, "SPARK_REMOTE": ""}
+    probe = ["probe", "--config", str(cfg.source), "--table", str(table)]
+    classic = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]", str(Path(__file__)), *probe]
+    connect = [sys.executable, "-m", "jobs.bench", *probe]
+    out = {}
+    for mode, cmd, e in (("spark_submit", classic, env), ("spark_connect", connect, {**env, "SPARK_REMOTE": url})):
+        runs = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            res = subprocess.run(cmd, env=e, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+            wall = time.perf_counter() - t
+            line = next((x for x in res.stdout.splitlines() if x.startswith("PROBE ")), None)
+            if res.returncode or line is None:
+                raise RuntimeError(f"probe ({mode}) failed: {res.stderr[-2000:]}")
+            parts = json.loads(line.removeprefix("PROBE "))
+            runs.append({"wall_s": wall, **parts, "process_start_s": wall - sum(parts.values())})
+        out[mode] = {k: round(sorted(r[k] for r in runs)[len(runs) // 2], 2) for k in runs[0]}
+    return out
+
+
+def airflow_tick(cfg: Config, root: Path, url: str, start: datetime, end: datetime) -> dict:
+    """One tick end to end through Airflow (``airflow dags test``), its tasks as clients of the warm session."""
+    from jobs import mailbox
+    from jobs.lib.names import WRITER_POOL
+    from jobs.spark_server import airflow_connection
+
+    box = mailbox.start(root / "mailbox")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_MRS_SPARK": airflow_connection(url),
+        "AIRFLOW_CONN_SMTP_DEFAULT": mailbox.smtp_connection(box.port),
+        "MRS_CONFIG": str(cfg.source),
+    }
+    airflow = str(Path(sys.executable).parent / "airflow")
+    try:
+        for args in (["db", "migrate"], ["pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time"]):
+            subprocess.run([airflow, *args], env=env, capture_output=True, check=True)
+        conf = json.dumps({"start": start.isoformat(), "end": end.isoformat()})
+        t = time.perf_counter()
+        res = subprocess.run([airflow, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", conf], env=env,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+        seconds = time.perf_counter() - t
+    finally:
+        box.stop()
+    if res.returncode or "state=failed" in res.stdout + res.stderr:
+        raise RuntimeError(f"airflow dags test failed:\n{(res.stdout + res.stderr)[-4000:]}")
+    return {"start": start.isoformat(), "end": end.isoformat(), "seconds": round(seconds, 2), "tasks": 12}
+
+
+def delta_health(spark, cfg: Config) -> dict[str, dict[str, int]]:
+    """Per table: data files in the current version, commits and checkpoints in its log."""
+    from jobs.lib.tables import TABLES, Lakehouse
+
+    lake = Lakehouse(spark, cfg)
+    out = {}
+    for name in TABLES:
+        if not lake.exists(name):
+            continue
+        detail = spark.sql(f"DESCRIBE DETAIL {lake.table_sql(name)}").select("numFiles", "sizeInBytes").first()
+        log = Path(lake.path(name)) / "_delta_log"
+        out[name] = {
+            "files": int(detail["numFiles"]),
+            "mib": round(detail["sizeInBytes"] / 2**20, 1),
+            "commits": len(list(log.glob("*.json"))),
+            "checkpoints": len(list(log.glob("*.checkpoint*.parquet"))),
+        }
+    return out
+
+
+# -- one scale ----------------------------------------------------------------------------------------------------
+def bench_scale(scale: str, root: Path) -> dict:
+    from jobs.lib.spark import build_spark
+    from jobs.spark_server import local_server
+
+    root = root / scale
+    cfg = scale_config(scale, root)
+    g = cfg.generator
+    t0 = datetime.combine(g.start, datetime.min.time(), tzinfo=UTC)
+    tick = timedelta(seconds=cfg.tick_seconds)
+    end = t0 + timedelta(days=g.days)
+    result: dict = {"scale": scale, "series": g.retailers * g.stores_per_retailer * g.skus, "days": g.days,
+                    "tick_minutes": cfg.pipeline.tick_minutes}  # fmt: skip
+    print(f"[{scale}] generating {result['series']:,} series x {g.days} days ...", flush=True)
+    result["generate"] = generate_once(cfg)
+    for sub in ("lakehouse", "scratch", "airflow", "artifacts"):
+        subprocess.run(["rm", "-rf", str(root / sub)], check=True)
+
+    with ExitStack() as stack:
+        t = time.perf_counter()
+        url = stack.enter_context(local_server(str(cfg.source)))
+        result["server_start_s"] = round(time.perf_counter() - t, 1)
+        os.environ["SPARK_REMOTE"] = url
+        server_pid = next(p.pid for p in psutil.Process().children() if "jobs.spark_server" in " ".join(p.cmdline()))
+        memory = stack.enter_context(MemorySampler(server_pid))
+        spark = build_spark(cfg, "bench")
+
+        print(f"[{scale}] I/O floor ...", flush=True)
+        result["io_floor"] = io_floor(spark, cfg, root)
+        print(f"[{scale}] bulk backfill of {g.days} days ...", flush=True)
+        result["backfill"] = run_stages(spark, cfg, t0, end, "bench-backfill")
+        # Scheduled ticks: history by range runs, then single ticks (00:15 on day 4, 23:30 on the last day).
+        early = t0 + timedelta(days=3) + tick
+        late = end - 2 * tick
+        print(f"[{scale}] ticks after 3 and {g.days} days ...", flush=True)
+        run_stages(spark, cfg, t0, early, "bench-ticks")
+        result["tick_early"] = run_stages(spark, cfg, early, early + tick, "bench-ticks")
+        run_stages(spark, cfg, early + tick, late, "bench-ticks")
+        result["tick_late"] = run_stages(spark, cfg, late, late + tick, "bench-ticks")
+        print(f"[{scale}] the last tick through Airflow ...", flush=True)
+        result["airflow_tick"] = airflow_tick(cfg, root, url, late + tick, end)
+        print(f"[{scale}] fixed cost of a stage ...", flush=True)
+        result["fixed_cost"] = fixed_costs(cfg, root, url)
+        result["delta"] = {"after_runs": delta_health(spark, cfg)}
+        result["memory_gib"] = memory.snapshot()
+        spark.stop()
+    os.environ.pop("SPARK_REMOTE", None)
+    result["ratios"] = ratios(result)
+    return result
+
+
+def ratios(r: dict) -> dict:
+    work = r["tick_late"]["seconds"]
+    return {
+        "tick_history_ratio": round(r["tick_late"]["seconds"] / r["tick_early"]["seconds"], 2),
+        "replay_speedup": round(r["backfill"]["seconds"] / work, 1),
+        "backfill_io_ratio": round(r["backfill"]["seconds"] / r["io_floor"]["seconds"], 2),
+        "airflow_tick_s": r["airflow_tick"]["seconds"],
+        "airflow_fixed_share": round(1 - work / r["airflow_tick"]["seconds"], 2),
+    }
+
+
+# -- report -------------------------------------------------------------------------------------------------------
+def machine() -> dict:
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr.splitlines()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT)
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / GiB, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "java": java[0] if java else "unknown",
+        **{p: version(p) for p in ("pyspark", "delta-spark", "apache-airflow")},
+        "commit": commit.stdout.strip() or "unknown",
+    }
+
+
+def render(results: list[dict]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m jobs.bench`); raw figures in `docs/benchmarks/bench_<scale>.json`.",
+        "What each figure is: `jobs/bench.py`'s docstring. Ratios come from one run, on one machine.",
+        "",
+    ]
+    for r in results:
+        m, q = r["machine"], r["ratios"]
+        lines += [
+            f"## Scale {r['scale']}: {r['series']:,} series, {r['days']} days of {r['tick_minutes']}-minute ticks",
+            "",
+            f"Measured {r['measured_on']} on {m['cores']} cores, {m['memory_gib']} GiB, {m['java']}, Python "
+            f"{m['python']}, pyspark {m['pyspark']}, delta-spark {m['delta-spark']}, Airflow {m['apache-airflow']} "
+            f"(commit {m['commit']}); command `{r['command']}`.",
+            "",
+            "| run | wall s | rows in | rows out | rows/s |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            f"| I/O floor (CSV -> Delta once) | {r['io_floor']['seconds']} | {r['io_floor']['rows']:,} | "
+            f"{r['io_floor']['rows']:,} | {r['io_floor']['rows_per_s']:,} |",
+        ]
+        for key, label in (("backfill", "bulk backfill = full replay"), ("tick_early", "tick after 3 days"),
+                           ("tick_late", f"tick after {r['days']} days")):  # fmt: skip
+            x = r[key]
+            lines.append(f"| {label} | {x['seconds']} | {x['rows_in']:,} | {x['rows_out']:,} | {x['rows_per_s']:,} |")
+        lines.append(f"| tick through Airflow (12 tasks) | {r['airflow_tick']['seconds']} | | | |")
+        lines += ["", "Per stage (seconds):", "", "| stage | backfill | tick after 3 days | tick after all days |",
+                  "| --- | ---: | ---: | ---: |"]  # fmt: skip
+        for a, b, c in zip(r["backfill"]["stages"], r["tick_early"]["stages"], r["tick_late"]["stages"], strict=True):
+            lines.append(f"| {a['stage']} | {a['seconds']} | {b['seconds']} | {c['seconds']} |")
+        bars = [
+            ("tick after all days / after 3 days", q["tick_history_ratio"], f"<= {BARS['tick_history_ratio']}",
+             q["tick_history_ratio"] <= BARS["tick_history_ratio"]),
+            ("full replay / incremental tick", q["replay_speedup"], f">= {BARS['replay_speedup']}",
+             q["replay_speedup"] >= BARS["replay_speedup"]),
+            ("bulk backfill / I/O floor", q["backfill_io_ratio"], f"<= {BARS['backfill_io_ratio']}",
+             q["backfill_io_ratio"] <= BARS["backfill_io_ratio"]),
+            ("one tick through Airflow, s", q["airflow_tick_s"], f"< {BARS['airflow_tick_s']}",
+             q["airflow_tick_s"] < BARS["airflow_tick_s"]),
+            ("peak driver JVM memory, GiB", r["memory_gib"]["driver_jvm"], "< 4", r["memory_gib"]["driver_jvm"] < 4),
+        ]  # fmt: skip
+        lines += ["", "| bar (issue 7, at scale M) | measured | bar | holds |", "| --- | ---: | ---: | --- |"]
+        lines += [f"| {n} | {v} | {b} | {'yes' if ok else 'NO'} |" for n, v, b, ok in bars]
+        f = r["fixed_cost"]
+        lines += [
+            "",
+            f"Fixed cost: of the tick through Airflow, {q['airflow_fixed_share']:.0%} is not the stages' own work "
+            f"(Airflow, process start, imports). A probe stage (session, one Delta read, one commit) takes "
+            f"{f['spark_submit']['wall_s']} s by spark-submit ({f['spark_submit']['process_start_s']} s process and "
+            f"JVM start, {f['spark_submit']['session_s']} s session, {f['spark_submit']['delta_read_s']} s read, "
+            f"{f['spark_submit']['delta_commit_s']} s commit) and {f['spark_connect']['wall_s']} s as a Spark "
+            f"Connect client ({f['spark_connect']['process_start_s']} s process start and imports, "
+            f"{f['spark_connect']['session_s']} s session, {f['spark_connect']['delta_read_s']} s read, "
+            f"{f['spark_connect']['delta_commit_s']} s commit). The warm server started in {r['server_start_s']} s.",
+            "",
+            f"Memory (peak RSS, GiB): driver JVM {r['memory_gib']['driver_jvm']}, Python workers "
+            f"{r['memory_gib']['python_workers']}, client {r['memory_gib']['client']}.",
+            "",
+            "Delta tables after the runs (data files in the current version, commits, checkpoints):",
+            "",
+            "| table | files | MiB | commits | checkpoints |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, d in sorted(r["delta"]["after_runs"].items()):
+            lines.append(f"| {name} | {d['files']} | {d['mib']} | {d['commits']} | {d['checkpoints']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["probe"]:
+        return probe(argv[1:])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", nargs="+", choices=sorted(SCALES), default=["S", "M"])
+    p.add_argument("--root", type=Path, default=REPO_ROOT / ".data" / "bench", help="data and tables (scratch)")
+    a = p.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for scale in a.scale:
+        r = bench_scale(scale, a.root)
+        r["machine"] = machine()
+        r["measured_on"] = datetime.now(UTC).strftime("%Y-%m-%d")  # when it was measured: a report, not data
+        r["command"] = f"make bench SCALES={scale}"
+        (RESULTS / f"bench_{scale}.json").write_text(json.dumps(r, indent=1) + "\n")
+        print(json.dumps(r["ratios"]), flush=True)
+    results = [
+        json.loads((RESULTS / f"bench_{s}.json").read_text()) for s in SCALES if (RESULTS / f"bench_{s}.json").exists()
+    ]
+    REPORT.write_text(render(results))
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()
