@@ -32,7 +32,7 @@ POOL := mrs_lakehouse_writers
 INSTALLED := $(VENV)/.installed
 JARS      := $(ROOT)/.cache/jars/.complete
 
-.PHONY: help setup jars demo test lint format airflow spark-server sql evaluate evaluate-seeds cluster-library tsne lock clean \
+.PHONY: help setup jars demo test lint format airflow spark-server sql evaluate evaluate-demo evaluate-seeds bench nab cluster-library tsne lock clean \
 	cluster-generate cluster-features cluster-train cluster-label cluster-update cluster-all cluster-evaluate \
 	cluster-demo cluster-api mlflow-ui
 help:
@@ -41,8 +41,11 @@ help:
 	@echo "make airflow   start Airflow (standalone, SQLite) with the project's DAGs"
 	@echo "make sql       Spark SQL shell with every table in schema mrs"
 	@echo "make spark-server  the warm Spark session (Spark Connect, port SPARK_CONNECT_PORT) the jobs run in"
-	@echo "make evaluate  detection, attribution, clustering and cohort quality of the demo run against the ground truth"
-	@echo "make evaluate-seeds  the same on freshly generated data with seeds other than the demo's (SEEDS=...)"
+	@echo "make evaluate  quality on fresh data (EVAL_SEEDS=$(EVAL_SEEDS)) and on the NAB series, one table (also in BENCHMARKS.md)"
+	@echo "make evaluate-demo   detection, attribution, clustering and cohort quality of the demo run"
+	@echo "make evaluate-seeds  attribution targets on seeds other than the demo's (SEEDS=...); exit 1 below them"
+	@echo "make nab       detection over ../shared/data/nab's real series, NAB standard-profile score"
+	@echo "make bench     speed and scale at SCALES=$(SCALES) -> BENCHMARKS.md, docs/benchmarks/*.json (long: M ~1 h)"
 	@echo "make cluster-library  rebuild the shipped cluster library from a generated history"
 	@echo "make tsne      t-SNE map of the active run's reports (table + PNG in .data/artifacts)"
 	@echo "DFU clustering (spec note 003; files in DFU_DIR=$(DFU_DIR)):"
@@ -107,10 +110,21 @@ sql: setup
 	  --conf spark.sql.session.timeZone=UTC \
 	  -i $(ROOT)/.cache/register_catalog.sql
 
+EVAL_SEEDS ?= 202 303 404
 evaluate: setup
+	$(PY) -m jobs.evaluate --seeds $(EVAL_SEEDS)
+
+evaluate-demo: setup
 	$(PY) -m jobs.evaluate_detection
 	$(PY) -m jobs.evaluate_attribution
 	$(PY) -m jobs.evaluate_cohorts
+
+nab: setup
+	$(PY) -m jobs.evaluate_nab
+
+SCALES ?= S M
+bench: setup
+	$(PY) -m jobs.bench --scale $(SCALES)
 
 SEEDS ?= 202 303
 evaluate-seeds: setup

@@ -43,7 +43,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, DeltaDataIntervalTimetable, Param, dag, task
 
 from jobs.lib.names import FINALISED_ASSET, WRITER_POOL
 from jobs.lib.operators import SparkJobOperator
@@ -88,7 +88,8 @@ def _smtp_env(conn_id: str) -> dict[str, str]:
 
 @dag(
     dag_id="mrs_pipeline",
-    schedule=TICK,
+    # A run's data interval is its tick (a bare timedelta would give Airflow 3's zero-length trigger interval).
+    schedule=DeltaDataIntervalTimetable(TICK),
     start_date=START_DATE,
     catchup=True,
     max_active_runs=1,

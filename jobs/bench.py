@@ -414,6 +414,19 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_report() -> str:
+    """BENCHMARKS.md from the raw figures kept in docs/benchmarks/ (benchmarks and evaluation)."""
+    from jobs import evaluate
+
+    results = [json.loads(f.read_text()) for s in SCALES if (f := RESULTS / f"bench_{s}.json").exists()]
+    text = render(results)
+    if evaluate.RESULT.exists():
+        text += evaluate.render(json.loads(evaluate.RESULT.read_text()))
+    REPORT.write_text(text)
+    print(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["probe"]:
@@ -430,11 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         r["command"] = f"make bench SCALES={scale}"
         (RESULTS / f"bench_{scale}.json").write_text(json.dumps(r, indent=1) + "\n")
         print(json.dumps(r["ratios"]), flush=True)
-    results = [
-        json.loads((RESULTS / f"bench_{s}.json").read_text()) for s in SCALES if (RESULTS / f"bench_{s}.json").exists()
-    ]
-    REPORT.write_text(render(results))
-    print(render(results))
+    write_report()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from jobs import evaluate_cohorts, pipeline, propose_cause_for_minority
+from jobs import evaluate_cohorts, evaluate_detection, pipeline, propose_cause_for_minority
 from jobs.build_cluster_library import NAMES, UNEXPLAINED, label_reports, read_truth
 from jobs.generate_data import DETECTION_TYPE, generate
 from jobs.lib.config import Config, load_config
@@ -112,6 +112,7 @@ def run_seed(spark: SparkSession, cfg: Config, seed: int, without_feeds: bool = 
     pipeline.run_range(spark, scfg, start, end, run_id, pipeline.STAGES[:-1])  # no charts needed
     result = run_evaluation(spark, scfg, run_id)
     result["seed"] = seed
+    result["detection"] = evaluate_detection.run(spark, scfg, run_id=run_id)
     result["cohorts"] = evaluate_cohorts.run_evaluation(spark, scfg, run_id)
     return result
 

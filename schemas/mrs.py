@@ -667,3 +667,22 @@ PIPELINE_HEALTH_LOG = StructType(
         _f("date", DateType(), False),
     ]
 )
+
+TABLE_MAINTENANCE_LOG = StructType(
+    [
+        _f("table_name", StringType(), False),
+        _f("written_at", TimestampType(), False),  # the maintenance run's data interval end
+        _f("files_before", LongType(), False),  # data files in the table's current version
+        _f("files_after", LongType(), False),
+        _f("partitions", LongType(), False),  # partition values (1 for an unpartitioned table)
+        _f("bytes_after", LongType(), False),
+        _f("files_compacted", LongType(), False),  # small files OPTIMIZE rewrote (removed) ...
+        _f("files_written", LongType(), False),  # ... into this many
+        _f("files_vacuumed", LongType(), False),  # unreferenced files older than the retention, deleted
+        _f("log_version", LongType(), False),  # the table's latest commit after maintenance
+        _f("checkpoint_version", LongType()),  # its latest checkpoint; NULL: none yet
+        _f("report_status", StringType(), False),  # compacted | unchanged
+        _f("is_degraded", BooleanType(), False),  # files_after > maintenance.max_files_per_partition x partitions
+        _f("date", DateType(), False),
+    ]
+)

@@ -24,9 +24,14 @@ def monkeypatch_module():
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"mrs_pipeline", "mrs_cluster_library", "mrs_analyst_edit", "mrs_rereview", "dfu_clustering"} <= set(
-        dagbag.dags
-    )
+    assert {
+        "mrs_pipeline",
+        "mrs_cluster_library",
+        "mrs_analyst_edit",
+        "mrs_rereview",
+        "mrs_maintenance",
+        "dfu_clustering",
+    } <= set(dagbag.dags)
 
 
 def test_every_dag_has_docs_tags_retries_and_one_active_run(dagbag):
@@ -58,6 +63,9 @@ def test_pipeline_task_graph(dagbag):
     }
     assert dag.catchup is True
     assert dag.task_dict["detect_anomalies"].depends_on_past is True
+    # Each scheduled run's data interval is one tick (Airflow 3's default for a timedelta is a zero-length one).
+    assert type(dag.timetable).__name__ == "DeltaDataIntervalTimetable"
+    assert dag.timetable.delta.total_seconds() == 15 * 60
 
 
 def test_stages_take_the_data_interval_from_templates(dagbag):
@@ -144,6 +152,18 @@ def test_rereview_runs_downstream_of_the_pipeline_only(dagbag):
     apps = {Path(t.application).stem for t in rereview.tasks}
     assert not apps & {"ingest", "detect_anomalies"}
     assert all(type(t).__name__ == "SparkJobOperator" for t in rereview.tasks)
+
+
+def test_maintenance_is_daily_from_the_data_interval_in_the_writer_pool(dagbag):
+    from jobs.lib.names import WRITER_POOL
+
+    dag = dagbag.dags["mrs_maintenance"]
+    (task,) = dag.tasks
+    assert type(dag.timetable).__name__ == "DeltaDataIntervalTimetable" and dag.catchup is False
+    assert dag.timetable.delta.total_seconds() == 86400
+    # OPTIMIZE and VACUUM rewrite every table: serialised with every other writer.
+    assert task.pool == WRITER_POOL
+    assert "{{ data_interval_end | ts }}" in task.application_args
 
 
 def test_edit_form_offers_the_taxonomy_and_refuses_bad_input(dagbag):

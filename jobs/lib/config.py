@@ -220,6 +220,11 @@ class Health(_Strict):
     expected_series_days: int = Field(7, ge=1)  # series seen this many days before the interval are expected
 
 
+class Maintenance(_Strict):
+    max_files_per_partition: int = Field(4, ge=1)  # more data files per partition after compaction: degraded
+    vacuum_retention_hours: int = Field(168, ge=0)  # unreferenced files kept this long (time travel, readers)
+
+
 class AnomalyCounts(_Strict):
     social_viral: int = Field(3, ge=0)
     competitor_stockout: int = Field(2, ge=0)
@@ -265,6 +270,7 @@ class Config(_Strict):
     protection: Protection = Protection()
     alerts: Alerts = Alerts()
     health: Health = Health()
+    maintenance: Maintenance = Maintenance()
     generator: Generator
     source: Path = Field(DEFAULT_CONFIG, exclude=True)
 
@@ -321,10 +327,10 @@ def validate(model: type[_M], raw: dict, path: Path) -> _M:
         raise ConfigError(f"{path}: " + "; ".join(problems)) from None
 
 
-def derive_config(root: Path, overrides: dict) -> Config:
-    """Write ``conf/mrs.yaml`` with ``overrides`` (dotted keys) to ``root/mrs.yaml`` and load it: a config for
-    a test or a benchmark that subprocesses (Airflow tasks, jobs) can read too."""
-    raw = read_yaml(DEFAULT_CONFIG)
+def derive_config(root: Path, overrides: dict, base: str | os.PathLike = DEFAULT_CONFIG) -> Config:
+    """Write ``base`` (``conf/mrs.yaml``) with ``overrides`` (dotted keys) to ``root/mrs.yaml`` and load it: a
+    config for a test, a benchmark or an evaluation that subprocesses (Airflow tasks, jobs) can read too."""
+    raw = read_yaml(Path(base))
     apply_overrides(raw, overrides)
     root.mkdir(parents=True, exist_ok=True)
     path = root / "mrs.yaml"

@@ -224,6 +224,13 @@ TABLES: dict[str, Table] = {
             (),
             "per pipeline run: freshness, coverage, error rate and rows written per stage",
         ),
+        Table(
+            "table_maintenance_log",
+            mrs.TABLE_MAINTENANCE_LOG,
+            ("table_name", "written_at"),
+            (),
+            "per table and maintenance run: data files before and after compaction, vacuumed files, checkpoint",
+        ),
         # The DFU clustering product (note 003): source tables, then what its steps write.
         Table("fact_sales_monthly", dfu.FACT_SALES_MONTHLY, ("item_id", "location_id", "month"), (), "DFU demand"),
         Table("dim_item", dfu.DIM_ITEM, ("item_id",), (), "item attributes"),
