@@ -146,6 +146,7 @@ def run_stages(spark, cfg: Config, start: datetime, end: datetime, run_id: str) 
         result = stage.run(spark, cfg, start, end, run_id)
         stages.append({"stage": stage.__name__.rsplit(".", 1)[-1], "seconds": time.perf_counter() - t,
                        "rows_out": rows_written(result)})  # fmt: skip
+        print(f"  {stages[-1]['stage']}: {stages[-1]['seconds']:.1f} s", flush=True)
     sales = Lakehouse(spark, cfg).read("sales_timeseries_data", run_id)
     rows_in = sales.where((F.col("ts") >= F.lit(start)) & (F.col("ts") < F.lit(end))).count()
     total = sum(s["seconds"] for s in stages)
@@ -195,7 +196,7 @@ def probe(argv: list[str]) -> None:
 def fixed_costs(cfg: Config, root: Path, url: str, repeats: int = 3) -> dict:
     """The probe job by spark-submit (cold JVM, the classic way) and as a Spark Connect client; medians."""
     table = root / "scratch" / "probe"
-    env = {**os.environ, "SPARK_REMOTE": ""}
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_REMOTE"}  # spark-submit refuses it even empty
     probe = ["probe", "--config", str(cfg.source), "--table", str(table)]
     classic = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]", str(Path(__file__)), *probe]
     connect = [sys.executable, "-m", "jobs.bench", *probe]
@@ -215,33 +216,29 @@ def fixed_costs(cfg: Config, root: Path, url: str, repeats: int = 3) -> dict:
     return out
 
 
-def airflow_tick(cfg: Config, root: Path, url: str, start: datetime, end: datetime) -> dict:
+def airflow_tick(cfg: Config, root: Path, url: str, smtp_port: int, start: datetime, end: datetime) -> dict:
     """One tick end to end through Airflow (``airflow dags test``), its tasks as clients of the warm session."""
     from jobs import mailbox
     from jobs.lib.names import WRITER_POOL
     from jobs.spark_server import airflow_connection
 
-    box = mailbox.start(root / "mailbox")
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(root / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_CONN_MRS_SPARK": airflow_connection(url),
-        "AIRFLOW_CONN_SMTP_DEFAULT": mailbox.smtp_connection(box.port),
+        "AIRFLOW_CONN_SMTP_DEFAULT": mailbox.smtp_connection(smtp_port),
         "MRS_CONFIG": str(cfg.source),
     }
     airflow = str(Path(sys.executable).parent / "airflow")
-    try:
-        for args in (["db", "migrate"], ["pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time"]):
-            subprocess.run([airflow, *args], env=env, capture_output=True, check=True)
-        conf = json.dumps({"start": start.isoformat(), "end": end.isoformat()})
-        t = time.perf_counter()
-        res = subprocess.run([airflow, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", conf], env=env,
-                             capture_output=True, text=True, check=False)  # fmt: skip
-        seconds = time.perf_counter() - t
-    finally:
-        box.stop()
+    for args in (["db", "migrate"], ["pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time"]):
+        subprocess.run([airflow, *args], env=env, capture_output=True, check=True)
+    conf = json.dumps({"start": start.isoformat(), "end": end.isoformat()})
+    t = time.perf_counter()
+    res = subprocess.run([airflow, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", conf], env=env,
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    seconds = time.perf_counter() - t
     if res.returncode or "state=failed" in res.stdout + res.stderr:
         raise RuntimeError(f"airflow dags test failed:\n{(res.stdout + res.stderr)[-4000:]}")
     return {"start": start.isoformat(), "end": end.isoformat(), "seconds": round(seconds, 2), "tasks": 12}
@@ -269,6 +266,7 @@ def delta_health(spark, cfg: Config) -> dict[str, dict[str, int]]:
 
 # -- one scale ----------------------------------------------------------------------------------------------------
 def bench_scale(scale: str, root: Path) -> dict:
+    from jobs import mailbox, maintain_tables
     from jobs.lib.spark import build_spark
     from jobs.spark_server import local_server
 
@@ -282,10 +280,14 @@ def bench_scale(scale: str, root: Path) -> dict:
                     "tick_minutes": cfg.pipeline.tick_minutes}  # fmt: skip
     print(f"[{scale}] generating {result['series']:,} series x {g.days} days ...", flush=True)
     result["generate"] = generate_once(cfg)
-    for sub in ("lakehouse", "scratch", "airflow", "artifacts"):
+    for sub in ("lakehouse", "scratch", "airflow", "artifacts", "mailbox"):
         subprocess.run(["rm", "-rf", str(root / sub)], check=True)
 
     with ExitStack() as stack:
+        # Alerts go to a local mailbox, in-process and through Airflow alike.
+        box = mailbox.start(root / "mailbox")
+        stack.callback(box.stop)
+        os.environ.update({"MRS_SMTP_HOST": "127.0.0.1", "MRS_SMTP_PORT": str(box.port), "MRS_SMTP_STARTTLS": "false"})
         t = time.perf_counter()
         url = stack.enter_context(local_server(str(cfg.source)))
         result["server_start_s"] = round(time.perf_counter() - t, 1)
@@ -305,12 +307,26 @@ def bench_scale(scale: str, root: Path) -> dict:
         run_stages(spark, cfg, t0, early, "bench-ticks")
         result["tick_early"] = run_stages(spark, cfg, early, early + tick, "bench-ticks")
         run_stages(spark, cfg, early + tick, late, "bench-ticks")
+        files_before = delta_health(spark, cfg)
         result["tick_late"] = run_stages(spark, cfg, late, late + tick, "bench-ticks")
+        files_after = delta_health(spark, cfg)
         print(f"[{scale}] the last tick through Airflow ...", flush=True)
-        result["airflow_tick"] = airflow_tick(cfg, root, url, late + tick, end)
+        result["airflow_tick"] = airflow_tick(cfg, root, url, box.port, late + tick, end)
+        print(f"  {result['airflow_tick']['seconds']} s", flush=True)
         print(f"[{scale}] fixed cost of a stage ...", flush=True)
         result["fixed_cost"] = fixed_costs(cfg, root, url)
-        result["delta"] = {"after_runs": delta_health(spark, cfg)}
+        print(f"[{scale}] table maintenance ...", flush=True)
+        after_runs = delta_health(spark, cfg)
+        t = time.perf_counter()
+        maintained = maintain_tables.run(spark, cfg, end - timedelta(days=1), end)
+        result["maintenance"] = {**maintained, "seconds": round(time.perf_counter() - t, 1)}
+        result["delta"] = {
+            "after_runs": after_runs,
+            "after_maintenance": delta_health(spark, cfg),
+            "files_per_tick": {
+                n: d["files"] - files_before.get(n, {"files": 0})["files"] for n, d in files_after.items()
+            },
+        }
         result["memory_gib"] = memory.snapshot()
         spark.stop()
     os.environ.pop("SPARK_REMOTE", None)
@@ -403,13 +419,21 @@ def render(results: list[dict]) -> str:
             f"Memory (peak RSS, GiB): driver JVM {r['memory_gib']['driver_jvm']}, Python workers "
             f"{r['memory_gib']['python_workers']}, client {r['memory_gib']['client']}.",
             "",
-            "Delta tables after the runs (data files in the current version, commits, checkpoints):",
+            "Delta tables: data files after the runs, files one scheduled tick adds, what a month of 15-minute "
+            "ticks would add without maintenance (2,880 ticks), and files after `maintain_tables` (the daily "
+            f"`mrs_maintenance` DAG; {r['maintenance']['seconds']} s here). Commits and checkpoints after the runs.",
             "",
-            "| table | files | MiB | commits | checkpoints |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| table | files | MiB | files per tick | a month of ticks | after maintenance | commits | checkpoints |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for name, d in sorted(r["delta"]["after_runs"].items()):
-            lines.append(f"| {name} | {d['files']} | {d['mib']} | {d['commits']} | {d['checkpoints']} |")
+        d = r["delta"]
+        for name, x in sorted(d["after_runs"].items()):
+            per_tick = d["files_per_tick"].get(name, 0)
+            after = d["after_maintenance"].get(name, {}).get("files", "")
+            lines.append(
+                f"| {name} | {x['files']} | {x['mib']} | {per_tick} | {per_tick * 2880:,} | {after} | "
+                f"{x['commits']} | {x['checkpoints']} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -59,6 +59,7 @@ OUTPUT_SCHEMA = (
 
 # The tables this job appends to: each table has exactly one writer task in the DAG.
 WRITES = (
+    "baseline_profile_log",
     "baseline_sales_model_prediction_log",
     "anomaly_classifier_model_prediction_log",
     "minority_reports_detected_log",
@@ -100,11 +101,20 @@ class Params:
         return max(self.windows) - 1 + self.off_ticks
 
     @property
-    def history_start(self) -> datetime:
+    def first_day(self) -> datetime:
+        """Midnight of the first tick whose score a run needs (``context_ticks`` before ``start``)."""
         first = self.start - timedelta(seconds=self.tick_seconds * self.context_ticks)
-        return datetime.combine(first.date(), datetime.min.time(), tzinfo=first.tzinfo) - timedelta(
-            days=self.lookback_days
-        )
+        return datetime.combine(first.date(), datetime.min.time(), tzinfo=first.tzinfo)
+
+    @property
+    def days(self) -> list[date]:
+        """The days whose baselines a run needs: from ``first_day`` to the day of its last tick."""
+        last = (self.end - timedelta(seconds=self.tick_seconds)).date()
+        return [self.first_day.date() + timedelta(days=i) for i in range((last - self.first_day.date()).days + 1)]
+
+    @property
+    def history_start(self) -> datetime:
+        return self.first_day - timedelta(days=self.lookback_days)
 
 
 def report_id(series_key: str, first_detected_from) -> str:
@@ -242,37 +252,65 @@ def scores(y: np.ndarray, b: np.ndarray, kappa: np.ndarray, p: Params) -> tuple[
     return best_z, best_w, score
 
 
-def detect_series(pdf: pd.DataFrame, open_pdf: pd.DataFrame, p: Params) -> pd.DataFrame:
-    """All detection rows of one series for the ticks in [p.start, p.end)."""
-    tick = pd.Timedelta(seconds=p.tick_seconds)
-    slots = 86400 // p.tick_seconds
-    day0 = naive_utc(p.history_start)
-    start, end = naive_utc(p.start), naive_utc(p.end)
-    last_day = (end - tick).normalize()
-    n_days = (last_day - day0).days + 1
+def _grid(pdf: pd.DataFrame, day0: pd.Timestamp, n_days: int, tick: pd.Timedelta) -> np.ndarray:
+    """Units per tick from ``day0`` on, ``n_days`` x slots (NaN: no row for that tick)."""
+    slots = int(pd.Timedelta(days=1) // tick)
     grid = np.full(n_days * slots, np.nan)
-    ts = pd.to_datetime(pdf["ts"])
-    idx = ((ts - day0) // tick).to_numpy()
+    idx = ((pd.to_datetime(pdf["ts"]) - day0) // tick).to_numpy()
     keep = (idx >= 0) & (idx < len(grid))
     grid[idx[keep]] = pdf["units"].to_numpy(dtype=float)[keep]
-    y = grid.reshape(n_days, slots)
+    return grid.reshape(n_days, slots)
 
-    ctx0 = int((start - day0) // tick) - p.context_ticks  # first tick whose score is needed
-    first_day = ctx0 // slots
-    base, hist_days, kappa = baseline_matrix(y, day0, first_day, p)
+
+def day_profiles(pdf: pd.DataFrame, p: Params, days: list[date]) -> pd.DataFrame:
+    """One series' baseline for each of ``days`` from its history (``pdf``: ts, units) in the ``lookback_days``
+    before each: ``baseline`` (units per slot; None below ``min_history_days``), ``history_days``,
+    ``overdispersion``. A day's baseline uses only earlier days, so it is computed once and kept."""
+    tick = pd.Timedelta(seconds=p.tick_seconds)
+    first, last = pd.Timestamp(min(days)), pd.Timestamp(max(days))
+    day0 = first - pd.Timedelta(days=p.lookback_days)
+    n_days = (last - day0).days + 1
+    base, hist_days, kappa = baseline_matrix(_grid(pdf, day0, n_days, tick), day0, p.lookback_days, p)
+    out = pd.DataFrame(
+        {
+            "date": [(first + pd.Timedelta(days=i)).date() for i in range(len(base))],
+            "baseline": [None if np.isnan(b).all() else b.tolist() for b in base],
+            "history_days": hist_days,
+            "overdispersion": kappa,
+        }
+    )
+    return out[out["date"].isin(set(days))].reset_index(drop=True)
+
+
+def detect_series(
+    pdf: pd.DataFrame, open_pdf: pd.DataFrame, p: Params, profiles: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """All detection rows of one series for the ticks in [p.start, p.end), from its sales (``pdf``: from
+    ``p.first_day`` on; with no ``profiles``, from ``p.history_start`` on, and the profiles computed here)."""
+    tick = pd.Timedelta(seconds=p.tick_seconds)
+    slots = 86400 // p.tick_seconds
+    if profiles is None:
+        profiles = day_profiles(pdf, p, p.days)
+    day0 = naive_utc(p.first_day)
+    start, end = naive_utc(p.start), naive_utc(p.end)
+    grid = _grid(pdf, day0, len(p.days), tick).reshape(-1)
     b_all = np.full(len(grid), np.nan)
-    b_all[first_day * slots :] = base.reshape(-1)
     hd_all = np.zeros(len(grid), dtype=np.int32)
-    hd_all[first_day * slots :] = np.repeat(hist_days, slots)
     k_all = np.full(len(grid), np.nan)
-    k_all[first_day * slots :] = np.repeat(kappa, slots)
+    for r in profiles.itertuples():
+        d = (pd.Timestamp(r.date) - day0).days
+        if 0 <= d < len(p.days):
+            at = slice(d * slots, (d + 1) * slots)
+            if isinstance(r.baseline, list | np.ndarray):
+                b_all[at] = np.asarray(r.baseline, dtype=float)
+            hd_all[at] = r.history_days
+            k_all[at] = np.nan if pd.isna(r.overdispersion) else r.overdispersion
 
-    lo = first_day * slots
-    z, zw, score = scores(grid[lo:], b_all[lo:], k_all[lo:], p)
-    i0 = int((start - day0) // tick) - lo  # index of `start` within the scored arrays
+    z, zw, score = scores(grid, b_all, k_all, p)
+    i0 = int((start - day0) // tick)  # index of `start` within the scored arrays
     n = int((end - start) // tick)
     sl = slice(i0, i0 + n)
-    yr, br, sr = grid[lo:][sl], b_all[lo:][sl], score[sl]
+    yr, br, sr = grid[sl], b_all[sl], score[sl]
 
     # Hysteresis as "the latest opening event is more recent than the latest closing event".
     below = np.where(np.isnan(score), 0.0, (score < p.score_off).astype(float))
@@ -286,7 +324,7 @@ def detect_series(pdf: pd.DataFrame, open_pdf: pd.DataFrame, p: Params) -> pd.Da
     state = last_open > last_close
     prev = np.concatenate([[carried], state[:-1]])
 
-    meta = pdf.iloc[-1]
+    meta = pdf.iloc[-1] if len(pdf) else profiles.iloc[-1]
     times = start + tick * pos
     out = pd.DataFrame(
         {
@@ -294,7 +332,7 @@ def detect_series(pdf: pd.DataFrame, open_pdf: pd.DataFrame, p: Params) -> pd.Da
             "ts": times,
             "actual_units": yr,
             "baseline_units": br,
-            "history_days": hd_all[lo:][sl],
+            "history_days": hd_all[sl],
             "z_score": z[sl],
             "z_window": np.where(np.isnan(z[sl]), 0, zw[sl]).astype("int32"),
             "anomaly_score": sr,
@@ -388,14 +426,57 @@ def detect_series(pdf: pd.DataFrame, open_pdf: pd.DataFrame, p: Params) -> pd.Da
 
 
 # -- Spark transform ------------------------------------------------------------------------------------
-def detect(series: DataFrame, open_reports: DataFrame, p: Params) -> DataFrame:
-    """Sales time series (+ the previous tick's open reports) -> one detection row per series and tick."""
+PROFILE_COLS = ["date", "baseline", "history_days", "overdispersion"]
+PROFILE_SCHEMA = (
+    "series_key string, store_id string, sku string, retailer_id string, region string, category string, "
+    "date date, baseline array<double>, history_days int, overdispersion double"
+)
+
+
+def profiles(history: DataFrame, p: Params, days: list[date]) -> DataFrame:
+    """Sales history (from ``days[0] - lookback_days``) -> one baseline row per series and day of ``days``."""
     params = asdict(p)
+
+    def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+        pdf = pdf.sort_values("ts")
+        out = day_profiles(pdf, Params(**params), days)
+        for c in SERIES_COLS:
+            out[c] = pdf[c].iloc[-1]
+        return out[[c.split()[0] for c in PROFILE_SCHEMA.split(", ")]]
+
+    return history.groupBy("series_key").applyInPandas(fn, PROFILE_SCHEMA)
+
+
+def detect(series: DataFrame, open_reports: DataFrame, p: Params, baselines: DataFrame | None = None) -> DataFrame:
+    """Sales time series (+ the previous tick's open reports) -> one detection row per series and tick.
+
+    With ``baselines`` (per series and day of ``p.days``, as ``profiles`` makes them) ``series`` needs rows
+    from ``p.first_day`` only; without, from ``p.history_start``, and the baselines are computed on the way."""
+    params = asdict(p)
+    if baselines is not None:
+        none = lambda t, c: F.lit(None).cast(t).alias(c)  # noqa: E731
+        sales = series.select(
+            *SERIES_COLS,
+            "ts",
+            F.col("units").cast("double").alias("units"),
+            none("date", "date"),
+            none("array<double>", "baseline"),
+            none("int", "history_days"),
+            none("double", "overdispersion"),
+        )
+        days = baselines.select(*SERIES_COLS, none("timestamp", "ts"), none("double", "units"), *PROFILE_COLS)
+        series = sales.unionByName(days)
 
     def fn(_key, pdf: pd.DataFrame, open_pdf: pd.DataFrame) -> pd.DataFrame:
         if pdf.empty:  # an open report whose series has no rows left in the lookback
             return pd.DataFrame(columns=[c.split()[0] for c in OUTPUT_SCHEMA.split(", ")])
-        return detect_series(pdf.sort_values("ts"), open_pdf, Params(**params))
+        prm = Params(**params)
+        if "baseline" not in pdf.columns:
+            return detect_series(pdf.sort_values("ts"), open_pdf, prm)
+        is_sales = pdf["ts"].notna()  # the days' baselines travel in the same frame, without a ts
+        sales = pdf[is_sales].sort_values("ts")
+        days = pdf[~is_sales].sort_values("date")
+        return detect_series(sales, open_pdf, prm, days)
 
     return series.groupBy("series_key").cogroup(open_reports.groupBy("series_key")).applyInPandas(fn, OUTPUT_SCHEMA)
 
@@ -421,34 +502,61 @@ def to_logs(rows: DataFrame, run_id: str, model_version: str) -> dict[str, DataF
     }
 
 
-def read_inputs(lake: Lakehouse, p: Params, run_id: str) -> tuple[DataFrame, DataFrame]:
-    """The bounded inputs of a run: the lookback of sales and the previous tick's open reports."""
-    prev_tick = p.start - timedelta(seconds=p.tick_seconds)
-    series = (
+def read_sales(lake: Lakehouse, run_id: str, start: datetime, end: datetime) -> DataFrame:
+    return (
         lake.read("sales_timeseries_data", run_id)
-        .where(dates_between(p.history_start, p.end))
-        .where(F.col("ts") < F.lit(p.end))
+        .where(dates_between(start, end))
+        .where((F.col("ts") >= F.lit(start)) & (F.col("ts") < F.lit(end)))
         .select(*SERIES_COLS, "ts", "units")
     )
-    open_reports = (
+
+
+def read_open_reports(lake: Lakehouse, p: Params, run_id: str) -> DataFrame:
+    """The previous tick's open reports: the state detection carries from one run to the next."""
+    prev_tick = p.start - timedelta(seconds=p.tick_seconds)
+    return (
         lake.read("minority_reports_detected_log", run_id)
         .where((F.col("date") == F.lit(prev_tick.date())) & (F.col("written_at") == F.lit(prev_tick)))
         .where(F.col("report_status") == "active")
         .select(*OPEN_COLS)
     )
-    return series, open_reports
+
+
+def ensure_baselines(lake: Lakehouse, p: Params, run_id: str, model_version: str) -> int:
+    """Compute and keep the baselines of the days the run needs that have none yet; how many rows were added.
+
+    A day's baseline depends only on earlier days, so the day's first tick computes it from the lookback and
+    every later tick reads it back: a tick's cost does not grow with the history (once per day, it reads the
+    ``lookback_days`` it needs). Range runs compute all their days at once, with the same result."""
+    kept = lake.read("baseline_profile_log", run_id).where(F.col("date").isin(p.days)).select("date").distinct()
+    missing = sorted(set(p.days) - {r["date"] for r in kept.collect()})  # at most the run's days
+    if not missing:
+        return 0
+    first = datetime.combine(missing[0], datetime.min.time(), tzinfo=p.start.tzinfo)
+    last = datetime.combine(missing[-1], datetime.min.time(), tzinfo=p.start.tzinfo)
+    history = read_sales(lake, run_id, first - timedelta(days=p.lookback_days), last)
+    rows = profiles(history, p, missing).select(
+        F.lit(run_id).alias("run_id"),
+        "*",
+        F.lit(model_version).alias("model_version"),
+        F.when(F.col("baseline").isNull(), "insufficient_history").otherwise("ok").alias("report_status"),
+        F.col("date").cast("timestamp").alias("written_at"),
+        F.col("baseline").isNull().alias("is_degraded"),
+    )
+    return lake.append_new("baseline_profile_log", rows, missing)
 
 
 def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id: str | None = None) -> dict:
     lake = Lakehouse(spark, cfg)
     run_id = run_id or lake.active_run_id()
     p = Params.from_config(cfg, start, end)
-    series, open_reports = read_inputs(lake, p, run_id)
-    rows = detect(series, open_reports, p).persist()
+    written = {"baseline_profile_log": ensure_baselines(lake, p, run_id, cfg.detection.model_version)}
+    baselines = lake.read("baseline_profile_log", run_id).where(F.col("date").isin(p.days))
+    series = read_sales(lake, run_id, p.first_day, end)
+    rows = detect(series, read_open_reports(lake, p, run_id), p, baselines).persist()
     days = dates_of(start, end)
-    written = {
-        name: lake.append_new(name, df, days) for name, df in to_logs(rows, run_id, cfg.detection.model_version).items()
-    }
+    for name, df in to_logs(rows, run_id, cfg.detection.model_version).items():
+        written[name] = lake.append_new(name, df, days)
     rows.unpersist()
     return written
 

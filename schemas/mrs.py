@@ -125,6 +125,24 @@ BASELINE_SALES_MODEL_PREDICTION_LOG = StructType(
     ]
 )
 
+BASELINE_PROFILE_LOG = StructType(
+    [
+        _f("run_id", StringType(), False),
+        *_series_keys(),
+        _f("retailer_id", StringType()),
+        _f("region", StringType()),
+        _f("category", StringType()),
+        _f("baseline", ArrayType(DoubleType())),  # expected units per time-of-day slot; NULL: too little history
+        _f("history_days", IntegerType(), False),  # complete days in the lookback the baseline was fitted on
+        _f("overdispersion", DoubleType()),  # variance = mean + overdispersion * mean^2
+        _f("model_version", StringType(), False),
+        _f("report_status", StringType(), False),  # ok | insufficient_history
+        _f("written_at", TimestampType(), False),  # the day's midnight: it uses only the days before
+        _f("is_degraded", BooleanType(), False),
+        _f("date", DateType(), False),
+    ]
+)
+
 ANOMALY_CLASSIFIER_MODEL_PREDICTION_LOG = StructType(
     [
         _f("run_id", StringType(), False),

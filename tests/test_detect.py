@@ -121,3 +121,21 @@ def test_spark_transform_writes_one_mrdl_snapshot_per_active_tick(spark):
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
     assert logs["anomaly_classifier_model_prediction_log"].count() == 96
+
+
+def test_kept_day_baselines_give_the_rows_of_a_run_over_the_whole_history(spark):
+    """The state path: baselines fitted once per day (``profiles``), then a tick reads only its day's sales."""
+    spike = SPIKE_DAY + timedelta(hours=12)
+    pdf = steady_series(events=[(spike, 6, 60.0)])
+    empty_open = spark.createDataFrame([], det.OUTPUT_SCHEMA).select(*det.OPEN_COLS)
+    p = params(spike + timedelta(minutes=30), spike + timedelta(minutes=45))  # one tick, mid-report
+    whole = det.detect(spark.createDataFrame(pdf), empty_open, p)
+
+    history = spark.createDataFrame(pdf[pdf["ts"] < pd.Timestamp(p.days[0])])
+    baselines = det.profiles(history, p, p.days)
+    today = spark.createDataFrame(pdf[pdf["ts"] >= pd.Timestamp(p.days[0])])
+    kept = det.detect(today, empty_open, p, baselines)
+
+    assert [(r.date, r.history_days, len(r.baseline)) for r in baselines.collect()] == [(SPIKE_DAY.date(), 10, 96)]
+    assert_df_equality(kept, whole, ignore_nullable=True)
+    assert kept.first().report_status == "active"

@@ -59,6 +59,12 @@ TABLES: dict[str, Table] = {
             description="one row per series per tick",
         ),
         Table(
+            "baseline_profile_log",
+            mrs.BASELINE_PROFILE_LOG,
+            ("run_id", "series_key", "date"),
+            description="detection's state: each series' baseline per time-of-day slot for a day, fitted once",
+        ),
+        Table(
             "baseline_sales_model_prediction_log",
             mrs.BASELINE_SALES_MODEL_PREDICTION_LOG,
             ("run_id", "series_key", "ts"),
