@@ -177,15 +177,17 @@ def probe(argv: list[str]) -> None:
 
     from jobs.lib.config import load_config
     from jobs.lib.spark import build_spark
+    from jobs.lib.tables import Lakehouse
 
     p = argparse.ArgumentParser()
     p.add_argument("--config", required=True)
     p.add_argument("--table", required=True)
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    spark = build_spark(load_config(a.config), "bench-probe")
+    cfg = load_config(a.config)
+    spark = build_spark(cfg, "bench-probe")
     t1 = time.perf_counter()
-    spark.read.format("delta").load(a.table).limit(1).count()
+    Lakehouse(spark, cfg).read("ingest_audit_log").limit(1).count()
     t2 = time.perf_counter()
     spark.range(1).select(F.col("id").cast("string").alias("id")).write.format("delta").mode("append").save(a.table)
     t3 = time.perf_counter()
