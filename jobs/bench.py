@@ -198,7 +198,8 @@ def probe(argv: list[str]) -> None:
 def fixed_costs(cfg: Config, root: Path, url: str, repeats: int = 3) -> dict:
     """The probe job by spark-submit (cold JVM, the classic way) and as a Spark Connect client; medians."""
     table = root / "scratch" / "probe"
-    env = {k: v for k, v in os.environ.items() if k != "SPARK_REMOTE"}  # spark-submit refuses it even empty
+    # A Connect client leaves SPARK_REMOTE and SPARK_CONNECT_MODE_ENABLED set: a classic job must not see them.
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
     probe = ["probe", "--config", str(cfg.source), "--table", str(table)]
     classic = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]", str(Path(__file__)), *probe]
     connect = [sys.executable, "-m", "jobs.bench", *probe]
@@ -298,6 +299,9 @@ def bench_scale(scale: str, root: Path) -> dict:
         memory = stack.enter_context(MemorySampler(server_pid))
         spark = build_spark(cfg, "bench")
 
+        print(f"[{scale}] fixed cost of a stage ...", flush=True)
+        result["fixed_cost"] = fixed_costs(cfg, root, url)
+        print(f"  {result['fixed_cost']}", flush=True)
         print(f"[{scale}] I/O floor ...", flush=True)
         result["io_floor"] = io_floor(spark, cfg, root)
         print(f"[{scale}] bulk backfill of {g.days} days ...", flush=True)
@@ -315,8 +319,6 @@ def bench_scale(scale: str, root: Path) -> dict:
         print(f"[{scale}] the last tick through Airflow ...", flush=True)
         result["airflow_tick"] = airflow_tick(cfg, root, url, box.port, late + tick, end)
         print(f"  {result['airflow_tick']['seconds']} s", flush=True)
-        print(f"[{scale}] fixed cost of a stage ...", flush=True)
-        result["fixed_cost"] = fixed_costs(cfg, root, url)
         print(f"[{scale}] table maintenance ...", flush=True)
         after_runs = delta_health(spark, cfg)
         t = time.perf_counter()
