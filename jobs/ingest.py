@@ -112,6 +112,15 @@ def read_raw(spark: SparkSession, path: Path, required: list[str], columns: list
     )
 
 
+def union_all(frames: list[DataFrame]) -> DataFrame:
+    """The frames' rows in order, unioned as a balanced tree: a plan log2(n) deep, not n (a month of daily files
+    chained one by one is too deep a plan for Spark Connect's protobuf messages)."""
+    while len(frames) > 1:
+        pairs = [frames[i].unionByName(frames[i + 1]) for i in range(0, len(frames) - 1, 2)]
+        frames = pairs + ([frames[-1]] if len(frames) % 2 else [])
+    return frames[0]
+
+
 # -- transforms ----------------------------------------------------------------------------------------
 def _parse_ts(c: Column) -> Column:
     return F.coalesce(*[F.try_to_timestamp(c, F.lit(fmt)) for fmt in TS_FORMATS])
@@ -425,10 +434,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     tick_list = ticks(start, end, tick_s)
     tick_frame = spark.createDataFrame([(t,) for t in tick_list], "tick_ts timestamp")
     if files:
-        raw = None
-        for f in files:
-            part = read_raw(spark, f, cfg.ingest.required_columns)
-            raw = part if raw is None else raw.unionByName(part)
+        raw = union_all([read_raw(spark, f, cfg.ingest.required_columns) for f in files])
         classified = classify(raw, tick_s, grain).where(
             (F.col("tick_ts") >= F.lit(start)) & (F.col("tick_ts") < F.lit(end))
         )

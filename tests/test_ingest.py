@@ -183,3 +183,11 @@ def test_context_and_campaign_feeds_load_once_and_quarantine_bad_records(spark, 
     assert ingest.run(spark, cfg, end, end + (end - start), run_id="t")["contextual_data"] == 1
     again = ingest.run(spark, cfg, start, end + (end - start), run_id="t")
     assert again["contextual_data"] == 0 and again["contextual_data_quarantined"] == 0
+
+
+def test_union_all_keeps_the_files_order_in_a_shallow_plan(spark):
+    from jobs.ingest import union_all
+
+    frames = [spark.createDataFrame([(i,)], "n int") for i in range(5)]
+    assert [r.n for r in union_all(frames).collect()] == [0, 1, 2, 3, 4]
+    assert [r.n for r in union_all(frames[:1]).collect()] == [0]
