@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from jobs.lib.cli import stage_main
 from jobs.lib.config import Config, Health
-from jobs.lib.tables import TABLES, Lakehouse
+from jobs.lib.tables import TABLES, Lakehouse, union_all
 from jobs.lib.ticks import dates_between, fmt_ts, parse_ts, ticks
 from schemas.mrs import PIPELINE_HEALTH_LOG
 
@@ -66,10 +66,7 @@ def rows_written(lake: Lakehouse, run_id: str, start: datetime, end: datetime) -
         parts.append(df.where((col >= F.lit(start)) & (col < F.lit(end))).select(F.lit(name).alias("table")))
     found = spark.createDataFrame([], "table string, rows long")
     if parts:
-        union = parts[0]
-        for p in parts[1:]:
-            union = union.unionByName(p)
-        found = union.groupBy("table").agg(F.count(F.lit(1)).alias("rows"))
+        found = union_all(parts).groupBy("table").agg(F.count(F.lit(1)).alias("rows"))
     zeros = spark.createDataFrame([(n,) for n in counted_tables()], "table string")
     return zeros.join(found, "table", "left").select("table", F.coalesce("rows", F.lit(0)).cast("long").alias("rows"))
 

@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from jobs.lib.cli import parse_stage_args
 from jobs.lib.config import Config
 from jobs.lib.spark import build_spark
-from jobs.lib.tables import Lakehouse
+from jobs.lib.tables import Lakehouse, union_all
 from jobs.lib.ticks import dates_of, ticks
 
 INPUT_COLUMNS = [
@@ -110,15 +110,6 @@ def read_raw(spark: SparkSession, path: Path, required: list[str], columns: list
         F.coalesce(F.col("_corrupt"), raw).alias("_raw"),
         problem.alias("_problem"),
     )
-
-
-def union_all(frames: list[DataFrame]) -> DataFrame:
-    """The frames' rows in order, unioned as a balanced tree: a plan log2(n) deep, not n (a month of daily files
-    chained one by one is too deep a plan for Spark Connect's protobuf messages)."""
-    while len(frames) > 1:
-        pairs = [frames[i].unionByName(frames[i + 1]) for i in range(0, len(frames) - 1, 2)]
-        frames = pairs + ([frames[-1]] if len(frames) % 2 else [])
-    return frames[0]
 
 
 # -- transforms ----------------------------------------------------------------------------------------
@@ -411,10 +402,7 @@ def ingest_feeds(spark: SparkSession, lake: Lakehouse, cfg: Config, start, end, 
         if not files:
             written[feed.table] = "missing"
             continue
-        raw = None
-        for f in files:
-            part = read_raw(spark, f, feed.required, feed.columns)
-            raw = part if raw is None else raw.unionByName(part)
+        raw = union_all([read_raw(spark, f, feed.required, feed.columns) for f in files])
         classified = classify_feed(raw, feed, cfg.tick_seconds).persist()
         written[feed.table] = lake.append_new(feed.table, feed_rows(classified, feed, run_id, start, end))
         owned = classified.where((F.col("tick_ts") >= F.lit(start)) & (F.col("tick_ts") < F.lit(end)))

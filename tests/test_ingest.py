@@ -186,7 +186,7 @@ def test_context_and_campaign_feeds_load_once_and_quarantine_bad_records(spark, 
 
 
 def test_union_all_keeps_the_files_order_in_a_shallow_plan(spark):
-    from jobs.ingest import union_all
+    from jobs.lib.tables import union_all
 
     frames = [spark.createDataFrame([(i,)], "n int") for i in range(5)]
     assert [r.n for r in union_all(frames).collect()] == [0, 1, 2, 3, 4]

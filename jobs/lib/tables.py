@@ -272,6 +272,15 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def union_all(frames: list[DataFrame]) -> DataFrame:
+    """The frames' rows in order, unioned as a balanced tree: a plan log2(n) deep, not n (a month of daily files
+    chained one by one is too deep a plan for Spark Connect's protobuf messages)."""
+    while len(frames) > 1:
+        pairs = [frames[i].unionByName(frames[i + 1]) for i in range(0, len(frames) - 1, 2)]
+        frames = pairs + ([frames[-1]] if len(frames) % 2 else [])
+    return frames[0]
+
+
 def conform(df: DataFrame, schema: StructType) -> DataFrame:
     """Select and cast a frame's columns to exactly a table's schema (order included)."""
     missing = [f.name for f in schema.fields if f.name not in df.columns]
