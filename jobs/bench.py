@@ -249,6 +249,7 @@ def airflow_tick(cfg: Config, root: Path, url: str, smtp_port: int, start: datet
 
 def delta_health(spark, cfg: Config) -> dict[str, dict[str, int]]:
     """Per table: data files in the current version, commits and checkpoints in its log."""
+    from jobs import maintain_tables
     from jobs.lib.tables import TABLES, Lakehouse
 
     lake = Lakehouse(spark, cfg)
@@ -256,11 +257,11 @@ def delta_health(spark, cfg: Config) -> dict[str, dict[str, int]]:
     for name in TABLES:
         if not lake.exists(name):
             continue
-        detail = spark.sql(f"DESCRIBE DETAIL {lake.table_sql(name)}").select("numFiles", "sizeInBytes").first()
+        files, size = maintain_tables.detail(lake, name)
         log = Path(lake.path(name)) / "_delta_log"
         out[name] = {
-            "files": int(detail["numFiles"]),
-            "mib": round(detail["sizeInBytes"] / 2**20, 1),
+            "files": files,
+            "mib": round(size / 2**20, 1),
             "commits": len(list(log.glob("*.json"))),
             "checkpoints": len(list(log.glob("*.checkpoint*.parquet"))),
         }

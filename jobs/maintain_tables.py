@@ -37,12 +37,16 @@ WRITES = (LOG,)
 DELTA_MIN_RETENTION_HOURS = 168
 
 
-def file_stats(lake: Lakehouse, name: str) -> tuple[int, int, int]:
-    """(data files, bytes, partitions) of a table's current version, from the log: no data is read."""
+def detail(lake: Lakehouse, name: str) -> tuple[int, int]:
+    """(data files, bytes) of a table's current version, from its log: no data is read."""
     d = lake.spark.sql(f"DESCRIBE DETAIL {lake.table_sql(name)}").select("numFiles", "sizeInBytes").first()
+    return int(d["numFiles"]), int(d["sizeInBytes"])
+
+
+def partitions(lake: Lakehouse, name: str) -> int:
+    """How many partition values the table holds (1 when it is not partitioned)."""
     parts = TABLES[name].partition_by
-    n_parts = lake.read(name).select(*parts).distinct().count() if parts else 1
-    return int(d["numFiles"]), int(d["sizeInBytes"]), max(int(n_parts), 1)
+    return max(int(lake.read(name).select(*parts).distinct().count()), 1) if parts else 1
 
 
 def log_versions(lake: Lakehouse, name: str) -> tuple[int, int | None]:
@@ -74,10 +78,11 @@ def vacuum(lake: Lakehouse, name: str, hours: int) -> int:
 
 def maintain(lake: Lakehouse, name: str, at: datetime) -> dict:
     m = lake.cfg.maintenance
-    before, _, _ = file_stats(lake, name)
+    before, _ = detail(lake, name)
     removed, added = compact(lake, name)
     vacuumed = vacuum(lake, name, m.vacuum_retention_hours)
-    after, size, parts = file_stats(lake, name)
+    after, size = detail(lake, name)
+    parts = partitions(lake, name)
     version, checkpoint = log_versions(lake, name)
     return {
         "table_name": name,
