@@ -105,6 +105,8 @@ def spark(small_cfg):
             # The session is also a Spark Connect server: the Airflow end-to-end tests run their jobs in it warm.
             **server_conf("127.0.0.1", free_port()),
             "spark.master": "local[2]",
+            # The default 1 GiB heap ran out building a broadcast late in a full run (the suite's many runs).
+            "spark.driver.memory": "2g",
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
             "spark.ui.enabled": "false",
