@@ -126,8 +126,10 @@ def _blank(c: str) -> Column:
     return F.col(c).isNull() | (F.trim(F.col(c)) == "")
 
 
-def classify(raw: DataFrame, tick_seconds: int, grain: str) -> DataFrame:
-    """Parse, validate and de-duplicate raw rows.
+def classify(
+    raw: DataFrame, tick_seconds: int, grain: str, start: datetime | None = None, end: datetime | None = None
+) -> DataFrame:
+    """Parse, validate and de-duplicate raw rows (those owned by the ticks in [start, end) when given).
 
     Adds ``ts``, ``units_d``, ``revenue_d``, ``tick_ts`` (the tick that owns the row: its own tick, or for
     an unparseable timestamp the first tick of its file's valid data), ``reason_code``/``reason_detail``
@@ -136,17 +138,23 @@ def classify(raw: DataFrame, tick_seconds: int, grain: str) -> DataFrame:
     df = raw.withColumn("ts", _parse_ts(F.col("timestamp")))
     df = df.withColumn("units_d", F.col("units").try_cast("double"))
     df = df.withColumn("revenue_d", F.col("revenue").try_cast("double"))
-    file_first = F.min("ts").over(Window.partitionBy("source_file"))
+    # An aggregate joined back, not a window: a window over a file sends all its rows through one task.
+    firsts = df.groupBy("source_file").agg(F.min("ts").alias("_file_first"))
+    df = df.join(F.broadcast(firsts), "source_file", "left").select(*df.columns, "_file_first")
     file_day = F.to_timestamp(F.regexp_extract("source_file", DATED_FILE.pattern, 1))
     df = df.withColumn(
         "tick_ts",
         F.coalesce(
             tick_floor(F.col("ts"), tick_seconds),
-            tick_floor(file_first, tick_seconds),
+            tick_floor(F.col("_file_first"), tick_seconds),
             file_day,
             F.lit("1970-01-01 00:00:00").cast("timestamp"),
         ),
-    )
+    ).drop("_file_first")
+    if start is not None:
+        # Copies and key conflicts share their timestamp, hence their tick: a tick's rows are classified alone
+        # (a tick run reads its day's whole file; the checks below then see one tick of it, not 96).
+        df = df.where((F.col("tick_ts") >= F.lit(start)) & (F.col("tick_ts") < F.lit(end)))
     checks: list[tuple[Column, str, Column]] = [
         (F.col("_problem").isNotNull(), "", F.col("_problem")),
         (
@@ -423,10 +431,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     tick_frame = spark.createDataFrame([(t,) for t in tick_list], "tick_ts timestamp")
     if files:
         raw = union_all([read_raw(spark, f, cfg.ingest.required_columns) for f in files])
-        classified = classify(raw, tick_s, grain).where(
-            (F.col("tick_ts") >= F.lit(start)) & (F.col("tick_ts") < F.lit(end))
-        )
-        classified = classified.persist()
+        classified = classify(raw, tick_s, grain, start, end).persist()
     else:
         classified = None
     days = dates_of(start, end)

@@ -101,6 +101,29 @@ def test_split_runs_carry_the_open_report_and_match_one_run():
     pd.testing.assert_frame_equal(both, whole, check_dtype=False)
 
 
+def test_a_batch_of_series_gets_the_rows_each_series_gets_alone():
+    """detect_series is vectorised over series: batching must not change one value of any series."""
+    spike = SPIKE_DAY + timedelta(hours=12)
+    cut = spike + timedelta(minutes=45)
+    one = steady_series(events=[(spike, 6, 60.0)])
+    first = det.detect_series(one, NO_OPEN, params(SPIKE_DAY, cut))
+    open_pdf = first.iloc[[-1]][det.OPEN_COLS]  # a report carried into the run
+    frames = {
+        "S1|K1": one,
+        "S2|K1": steady_series(level=4.0, events=[(SPIKE_DAY + timedelta(hours=9), 8, 0.0)]),
+        "S3|K1": steady_series(level=25.0),
+        "S4|K1": steady_series(days=5),  # warm-up: no baseline yet
+    }
+    for key, pdf in frames.items():
+        pdf["series_key"], pdf["store_id"] = key, key.split("|")[0]
+    p = params(cut, SPIKE_DAY + timedelta(days=1))
+    batch = det.detect_series(pd.concat(frames.values(), ignore_index=True), open_pdf, p)
+    alone = [det.detect_series(pdf, open_pdf if key == "S1|K1" else NO_OPEN, p) for key, pdf in frames.items()]
+    expected = pd.concat(alone, ignore_index=True)
+    pd.testing.assert_frame_equal(batch, expected, check_dtype=False)
+    assert set(batch.report_status) == {"none", "active", "ended"}
+
+
 def test_spark_transform_writes_one_mrdl_snapshot_per_active_tick(spark):
     spike = SPIKE_DAY + timedelta(hours=12)
     pdf = steady_series(events=[(spike, 6, 60.0)])

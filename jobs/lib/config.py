@@ -72,6 +72,7 @@ class Detection(_Strict):
     score_off: float = Field(0.25, gt=0, lt=1)
     off_ticks: int = Field(3, ge=1)
     severity_scale: float = Field(1.0, gt=0)
+    series_batches: int = Field(64, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> Detection:
