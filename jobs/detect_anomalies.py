@@ -125,77 +125,103 @@ def report_id(series_key: str, first_detected_from) -> str:
 
 # -- the per-series model (numpy) -----------------------------------------------------------------------
 def _trimmed_mean(m: np.ndarray, trim: float) -> np.ndarray:
-    """Row-wise mean of the values left after dropping ``trim`` of each end (NaNs ignored)."""
-    srt = np.sort(m, axis=1)  # NaNs sort last
-    n = np.sum(~np.isnan(m), axis=1)
+    """Mean along the last axis of the values left after dropping ``trim`` of each end (NaNs ignored)."""
+    srt = np.sort(m, axis=-1)  # NaNs sort last
+    n = np.sum(~np.isnan(m), axis=-1)
     k = np.floor(trim * n).astype(int)
-    out = np.full(len(m), np.nan)
-    for i in range(len(m)):
-        if n[i]:
-            out[i] = srt[i, k[i] : n[i] - k[i]].mean()
+    out = np.full(n.shape, np.nan)
+    # Rows that keep the same span are averaged together: the same sums, in the same order, as one by one.
+    for kk, nn in {(int(a), int(b)) for a, b in zip(k.ravel(), n.ravel(), strict=True) if b}:
+        rows = (k == kk) & (n == nn)
+        out[rows] = srt[rows][:, kk : nn - kk].mean(axis=1)
     return out
 
 
-def _profile(hist: np.ndarray, trim: float) -> np.ndarray:
-    """Expected units per time-of-day slot: a trimmed mean over history days (rows) of each slot."""
-    slots = hist.shape[1]
+def _profile(hist: np.ndarray, used: np.ndarray, trim: float) -> np.ndarray:
+    """Expected units per time-of-day slot (series x slots): a trimmed mean, per series, over its history days
+    (``hist``: series x days x slots) that ``used`` (series x days) marks."""
+    hist = np.where(used[:, :, None], hist, np.nan)
+    n_series, _, slots = hist.shape
     if slots >= 3:  # pool each slot with its neighbours: steadier for low counts
-        pad = np.full((len(hist), 1), np.nan)
-        left, right = np.hstack([pad, hist[:, :-1]]), np.hstack([hist[:, 1:], pad])
+        pad = np.full((*hist.shape[:2], 1), np.nan)
+        left, right = np.concatenate([pad, hist[:, :, :-1]], axis=2), np.concatenate([hist[:, :, 1:], pad], axis=2)
         # ... but not across opening or closing time (a closed neighbour drags an open slot down). A slot
         # is open when it sold something on at least a fifth of the history days, or when both its
         # neighbours are (a lone quiet slot in the middle of the day is chance, not closing time).
-        sold = np.mean(hist > 0, axis=0) >= 0.2
-        is_open = sold | (np.concatenate([[False], sold[:-1]]) & np.concatenate([sold[1:], [False]]))
-        left[:, np.concatenate([[True], is_open[:-1] != is_open[1:]])] = np.nan
-        right[:, np.concatenate([is_open[1:] != is_open[:-1], [True]])] = np.nan
-        samples = np.stack([left, hist, right], axis=2).transpose(1, 0, 2).reshape(slots, -1)
+        days = np.maximum(used.sum(axis=1), 1)[:, None]
+        sold = np.sum(hist > 0, axis=1) / days >= 0.2
+        no = np.zeros((n_series, 1), dtype=bool)
+        is_open = sold | (np.concatenate([no, sold[:, :-1]], axis=1) & np.concatenate([sold[:, 1:], no], axis=1))
+        edge_l = np.concatenate([~no, is_open[:, :-1] != is_open[:, 1:]], axis=1)
+        edge_r = np.concatenate([is_open[:, 1:] != is_open[:, :-1], ~no], axis=1)
+        left = np.where(edge_l[:, None, :], np.nan, left)
+        right = np.where(edge_r[:, None, :], np.nan, right)
+        samples = np.stack([left, hist, right], axis=3).transpose(0, 2, 1, 3).reshape(n_series, slots, -1)
     else:
-        samples = hist.T
+        samples = hist.transpose(0, 2, 1)
     return np.nan_to_num(_trimmed_mean(samples, trim))
 
 
 def baseline_matrix(
     y: np.ndarray, day0: pd.Timestamp, first_day: int, p: Params
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Baseline for days ``first_day..`` of ``y`` (days x slots; NaN = no data), each day's count of history
-    days, and each day's overdispersion (variance = mean + overdispersion * mean^2, fitted on the history)."""
-    n_days, slots = y.shape
-    covered = np.mean(~np.isnan(y), axis=1) >= p.min_day_coverage
+    """Baseline for days ``first_day..`` of ``y`` (series x days x slots; NaN = no data), each day's count of
+    history days, and each day's overdispersion (variance = mean + overdispersion * mean^2, fitted on the
+    history). Vectorised over series; each series' values are those it gets alone."""
+    n_series, n_days, slots = y.shape
+    covered = np.mean(~np.isnan(y), axis=2) >= p.min_day_coverage
     dow = np.array([(day0 + pd.Timedelta(days=int(d))).dayofweek for d in range(n_days)])
-    base = np.full((n_days - first_day, slots), np.nan)
-    kappa = np.full(n_days - first_day, np.nan)
-    hist_days = np.zeros(n_days - first_day, dtype=np.int32)
+    out_days = n_days - first_day
+    base = np.full((n_series, out_days, slots), np.nan)
+    kappa = np.full((n_series, out_days), np.nan)
+    hist_days = np.zeros((n_series, out_days), dtype=np.int32)
     for i, d in enumerate(range(first_day, n_days)):
         lo = max(0, d - p.lookback_days)
-        ok = covered[lo:d]
-        hist, hdow = y[lo:d][ok], dow[lo:d][ok]
-        hist_days[i] = len(hist)
-        if len(hist) < p.min_history_days:
+        hist, ok, hdow = y[:, lo:d], covered[:, lo:d], dow[lo:d]
+        hist_days[:, i] = ok.sum(axis=1)
+        fit = hist_days[:, i] >= p.min_history_days
+        if not fit.any():
             continue
-        profile = _profile(hist, p.trim)
-        # A day's level relative to the profile, each slot capped so that a few anomalous hours cannot
-        # carry into next week's baseline (a plain ratio of daily totals would).
-        expected = profile.sum()
-        capped = np.minimum(hist, 2.0 * profile[None, :] + 2.0)
-        ratio = np.nansum(capped, axis=1) / expected if expected > 0 else np.ones(len(hist))
-        factors = {w: float(np.median(ratio[hdow == w])) for w in np.unique(hdow)}
-        # With enough weeks of history, a weekday gets a profile of its own: weekend nights are not weekday
-        # nights scaled up. Otherwise the shared profile times the weekday's factor.
-        by_dow = {
-            w: _profile(hist[hdow == w], p.trim) if np.sum(hdow == w) >= p.weekly_min_days else profile * factors[w]
-            for w in factors
-        }
-        base[i] = by_dow.get(dow[d], profile * factors.get(dow[d], 1.0))
+        hist, ok = hist[fit], ok[fit]
+        profile = _profile(hist, ok, p.trim)
+        expected = profile.sum(axis=1)
+        capped = np.minimum(hist, 2.0 * profile[:, None, :] + 2.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(expected[:, None] > 0, np.nansum(capped, axis=2) / expected[:, None], 1.0)
+        # A day's level relative to the profile (``ratio``), each slot capped so that a few anomalous hours
+        # cannot carry into next week's baseline (a plain ratio of daily totals would). With enough weeks of
+        # history, a weekday gets a profile of its own: weekend nights are not weekday nights scaled up.
+        # Otherwise the shared profile times the weekday's median ratio.
+        m = len(hist)
+        target = dow[d]
+        chosen = profile * 1.0
+        fitted = np.zeros_like(hist)
+        for w in np.unique(hdow):
+            days_w = ok & (hdow == w)[None, :]
+            count = days_w.sum(axis=1)
+            factor = np.full(m, np.nan)
+            for c in np.unique(count[count > 0]):
+                rows = count == c
+                r = ratio[rows][days_w[rows]].reshape(-1, c)
+                factor[rows] = np.median(r, axis=1)
+            own = count >= p.weekly_min_days
+            prof_w = profile * factor[:, None]
+            if own.any():
+                prof_w[own] = _profile(hist[own], days_w[own], p.trim)
+            fitted[:, hdow == w] = prof_w[:, None, :]
+            if w == target:
+                chosen = np.where((count > 0)[:, None], prof_w, chosen)
+        base[fit, i] = chosen
         # Overdispersion from the history's own residuals, its largest 2% left out (past anomalies).
-        fitted = np.stack([by_dow[w] for w in hdow])
-        busy = fitted > 0.5
-        if busy.sum() >= 10:
-            excess = ((hist - fitted) ** 2 - fitted)[busy]
-            keep = excess <= np.quantile(excess, 0.98)
-            kappa[i] = float(np.clip(excess[keep].sum() / (fitted[busy][keep] ** 2).sum(), 0.0, 2.0))
-        else:
-            kappa[i] = 0.0
+        kap = np.zeros(m)
+        busy = (fitted > 0.5) & ok[:, :, None]
+        excess = (hist - fitted) ** 2 - fitted
+        for s in np.flatnonzero(busy.sum(axis=(1, 2)) >= 10):
+            e, f = excess[s][busy[s]], fitted[s][busy[s]]
+            keep = e <= np.quantile(e, 0.98)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                kap[s] = float(np.clip(e[keep].sum() / (f[keep] ** 2).sum(), 0.0, 2.0))
+        kappa[fit, i] = kap
     return base, hist_days, kappa
 
 
@@ -254,47 +280,41 @@ def scores(y: np.ndarray, b: np.ndarray, kappa: np.ndarray, p: Params) -> tuple[
     return best_z, best_w, score
 
 
-def _grid(pdf: pd.DataFrame, day0: pd.Timestamp, n_days: int, tick: pd.Timedelta) -> np.ndarray:
-    """Units per tick from ``day0`` on, ``n_days`` x slots (NaN: no row for that tick)."""
+def _grid(pdf: pd.DataFrame, rows: pd.Index, day0: pd.Timestamp, n_days: int, tick: pd.Timedelta) -> np.ndarray:
+    """Units per tick from ``day0`` on of the series ``rows`` names, series x ``n_days`` x slots (NaN: no row)."""
     slots = int(pd.Timedelta(days=1) // tick)
-    grid = np.full(n_days * slots, np.nan)
-    idx = ((pd.to_datetime(pdf["ts"]) - day0) // tick).to_numpy()
-    keep = (idx >= 0) & (idx < len(grid))
-    grid[idx[keep]] = pdf["units"].to_numpy(dtype=float)[keep]
-    return grid.reshape(n_days, slots)
+    grid = np.full((len(rows), n_days * slots), np.nan)
+    si = rows.get_indexer(pdf["series_key"])
+    ti = ((pd.to_datetime(pdf["ts"]) - day0) // tick).to_numpy()
+    keep = (si >= 0) & (ti >= 0) & (ti < grid.shape[1])
+    grid[si[keep], ti[keep]] = pdf["units"].to_numpy(dtype=float)[keep]
+    return grid.reshape(len(rows), n_days, slots)
 
 
-def day_profiles(pdf: pd.DataFrame, p: Params, days: list[date]) -> pd.DataFrame:
-    """One series' baseline for each of ``days`` from its history (``pdf``: ts, units) in the ``lookback_days``
-    before each: ``baseline`` (units per slot; None below ``min_history_days``), ``history_days``,
-    ``overdispersion``. A day's baseline uses only earlier days, so it is computed once and kept."""
+def series_profiles(pdf: pd.DataFrame, p: Params, days: list[date]) -> pd.DataFrame:
+    """The series' baselines for each of ``days`` from their history (``pdf``: series columns, ts, units) in
+    the ``lookback_days`` before each: ``baseline`` (units per slot; None below ``min_history_days``),
+    ``history_days``, ``overdispersion``. A day's baseline uses only earlier days: computed once and kept."""
+    meta = pdf.sort_values("ts")[SERIES_COLS].drop_duplicates("series_key", keep="last").sort_values("series_key")
+    if meta.empty or not days:
+        return pd.DataFrame(columns=[*SERIES_COLS, *PROFILE_COLS])
     tick = pd.Timedelta(seconds=p.tick_seconds)
     first, last = pd.Timestamp(min(days)), pd.Timestamp(max(days))
     day0 = first - pd.Timedelta(days=p.lookback_days)
     n_days = (last - day0).days + 1
-    base, hist_days, kappa = baseline_matrix(_grid(pdf, day0, n_days, tick), day0, p.lookback_days, p)
+    grid = _grid(pdf, pd.Index(meta["series_key"]), day0, n_days, tick)
+    base, hist_days, kappa = baseline_matrix(grid, day0, p.lookback_days, p)
+    dates = [(first + pd.Timedelta(days=i)).date() for i in range(base.shape[1])]
     out = pd.DataFrame(
         {
-            "date": [(first + pd.Timedelta(days=i)).date() for i in range(len(base))],
-            "baseline": [None if np.isnan(b).all() else b.tolist() for b in base],
-            "history_days": hist_days,
-            "overdispersion": kappa,
+            **{c: np.repeat(meta[c].to_numpy(dtype=object), len(dates)) for c in SERIES_COLS},
+            "date": dates * len(meta),
+            "baseline": [None if np.isnan(b).all() else b.tolist() for b in base.reshape(-1, base.shape[2])],
+            "history_days": hist_days.reshape(-1),
+            "overdispersion": kappa.reshape(-1),
         }
     )
     return out[out["date"].isin(set(days))].reset_index(drop=True)
-
-
-def series_profiles(pdf: pd.DataFrame, p: Params, days: list[date]) -> pd.DataFrame:
-    """``day_profiles`` of every series in ``pdf`` (series columns + ts, units): one row per series and day."""
-    parts = []
-    for _key, one in pdf.sort_values(["series_key", "ts"]).groupby("series_key", sort=True):
-        out = day_profiles(one, p, days)
-        for c in SERIES_COLS:
-            out[c] = one[c].iloc[-1]
-        parts.append(out)
-    if not parts:
-        return pd.DataFrame(columns=[*SERIES_COLS, *PROFILE_COLS])
-    return pd.concat(parts, ignore_index=True)[[*SERIES_COLS, *PROFILE_COLS]]
 
 
 def detect_series(
@@ -323,11 +343,7 @@ def detect_series(
     row_of = pd.Index(meta["series_key"])
     n_series = len(meta)
 
-    grid = np.full((n_series, n_days * slots), np.nan)
-    si = row_of.get_indexer(pdf["series_key"])
-    ti = ((pd.to_datetime(pdf["ts"]) - day0) // tick).to_numpy()
-    keep = (ti >= 0) & (ti < grid.shape[1])
-    grid[si[keep], ti[keep]] = pdf["units"].to_numpy(dtype=float)[keep]
+    grid = _grid(pdf, row_of, day0, n_days, tick).reshape(n_series, -1)
 
     b_all = np.full((n_series, n_days, slots), np.nan)
     hd_all = np.zeros((n_series, n_days), dtype=np.int32)

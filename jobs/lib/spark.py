@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 from pyspark.sql import SparkSession
 
@@ -63,7 +64,11 @@ def _connect(url: str, app: str, conf: dict[str, str]) -> SparkSession:
     """A Spark Connect session with the project's session-level settings; the server owns the static ones
     (extensions, catalog, UI), set when it started."""
     try:
-        spark = SparkSession.builder.remote(url).appName(app).getOrCreate()
+        # One config request for all settings (not two per key): the server skips the static ones, which it
+        # fixed when it started, with a warning each.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            spark = SparkSession.builder.remote(url).appName(app).config(map=conf).getOrCreate()
         extensions = spark.conf.get("spark.sql.extensions", "") or ""
     except Exception as e:
         raise ConnectionError(
@@ -73,9 +78,6 @@ def _connect(url: str, app: str, conf: dict[str, str]) -> SparkSession:
     if "DeltaSparkSessionExtension" not in extensions:
         spark.stop()
         raise DeltaUnavailableError(f"the Spark Connect server at {url} has no Delta extension (spark.sql.extensions)")
-    for key, value in conf.items():
-        if spark.conf.isModifiable(key):
-            spark.conf.set(key, value)
     return spark
 
 
