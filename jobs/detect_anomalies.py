@@ -184,17 +184,17 @@ def baseline_matrix(
             continue
         hist, ok = hist[fit], ok[fit]
         profile = _profile(hist, ok, p.trim)
+        # A day's level relative to the profile (``ratio``), each slot capped so that a few anomalous hours
+        # cannot carry into next week's baseline (a plain ratio of daily totals would).
         expected = profile.sum(axis=1)
         capped = np.minimum(hist, 2.0 * profile[:, None, :] + 2.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(expected[:, None] > 0, np.nansum(capped, axis=2) / expected[:, None], 1.0)
-        # A day's level relative to the profile (``ratio``), each slot capped so that a few anomalous hours
-        # cannot carry into next week's baseline (a plain ratio of daily totals would). With enough weeks of
-        # history, a weekday gets a profile of its own: weekend nights are not weekday nights scaled up.
-        # Otherwise the shared profile times the weekday's median ratio.
+        # With enough weeks of history, a weekday gets a profile of its own: weekend nights are not weekday
+        # nights scaled up. Otherwise the shared profile times the weekday's median ratio.
         m = len(hist)
         target = dow[d]
-        chosen = profile * 1.0
+        chosen = profile.copy()
         fitted = np.zeros_like(hist)
         for w in np.unique(hdow):
             days_w = ok & (hdow == w)[None, :]
