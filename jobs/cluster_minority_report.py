@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.lib.cli import stage_main
@@ -47,24 +47,31 @@ GROUPS = {
 }
 
 
-def breadth(sales: DataFrame, active: DataFrame) -> DataFrame:
-    """Per series and tick: for each neighbourhood, the share of its other series with an active report."""
+def breadth(sales: DataFrame, active: DataFrame, at: DataFrame | None = None) -> DataFrame:
+    """Per series and tick: for each neighbourhood, the share of its other series with an active report.
+
+    For every sales row, or for the rows of ``at`` (with its columns kept; NULL where the series sold nothing).
+    """
     grid = sales.join(active.select("series_key", "ts", F.lit(1.0).alias("_a")), ["series_key", "ts"], "left")
     grid = grid.withColumn("_a", F.coalesce("_a", F.lit(0.0)))
-    out = grid
+    # Counts per neighbourhood and tick, joined to the rows asked for: a range run needs its reports' ticks
+    # only, not a window sorted over every sales row (27 million at 10,000 series x 28 days).
+    out = grid if at is None else at.join(grid, ["series_key", "ts"], "left")
     for name, cols in GROUPS.items():
-        w = Window.partitionBy("ts", *cols)
-        others = F.count(F.lit(1)).over(w) - 1
-        share = (F.sum("_a").over(w) - F.col("_a")) / others
+        counts = grid.groupBy("ts", *cols).agg(F.count(F.lit(1)).alias("_n"), F.sum("_a").alias("_s"))
+        others = F.col("_n") - 1
+        share = (F.col("_s") - F.col("_a")) / others
         keyed = F.lit(True)
         for c in cols:
             keyed = keyed & F.col(c).isNotNull()  # no SKU at store grain: no SKU neighbourhood
-        out = out.withColumn(name, F.when(keyed & (others > 0), share).otherwise(F.lit(0.0)))
-    return out.select("series_key", "ts", "revenue", "source_rows", *BREADTH)
+        value = F.when(F.col("_a").isNull(), F.lit(None)).when(keyed & (others > 0), share).otherwise(F.lit(0.0))
+        out = out.join(counts, ["ts", *cols], "left").withColumn(name, value).drop("_n", "_s")
+    keep = ["series_key", "ts"] if at is None else at.columns
+    return out.select(*keep, "revenue", "source_rows", *BREADTH)
 
 
-def slices(reports: DataFrame, baseline: DataFrame, neighbourhood: DataFrame) -> DataFrame:
-    """Each report's ticks from window_start to its latest snapshot in the run, with everything features need."""
+def report_ticks(reports: DataFrame, baseline: DataFrame) -> DataFrame:
+    """Each report's ticks from window_start to its latest snapshot in the run, with actual and baseline units."""
     spine = reports.alias("r").join(
         baseline.alias("b"),
         (F.col("r.series_key") == F.col("b.series_key"))
@@ -73,8 +80,7 @@ def slices(reports: DataFrame, baseline: DataFrame, neighbourhood: DataFrame) ->
     )
     # Fresh aliases: the reports and the snapshots they are later cogrouped with come from the same table.
     cols = [("r", "report_id"), ("r", "series_key"), ("b", "ts"), ("b", "actual_units"), ("b", "baseline_units")]
-    spine = spine.select(*[F.col(f"{t}.{c}").alias(c) for t, c in cols])
-    return spine.join(neighbourhood, ["series_key", "ts"], "left")
+    return spine.select(*[F.col(f"{t}.{c}").alias(c) for t, c in cols])
 
 
 def reference_prices(reports: DataFrame, sales: DataFrame, days: int) -> DataFrame:
@@ -205,8 +211,9 @@ def cluster(
     """The stage as one transform: MRDL snapshots and their inputs (from ``since``, the earliest window_start)
     -> MRCL rows."""
     reports = snaps.groupBy(*REPORT_COLS).agg(F.max("written_at").alias("last_tick"))
-    neighbourhood = breadth(sales.where(F.col("ts") >= F.lit(since)), active)
-    slice_rows = slices(reports, baseline, neighbourhood).select(*[c.split()[0] for c in SLICE_SCHEMA.split(", ")])
+    spine = report_ticks(reports, baseline)
+    slice_rows = breadth(sales.where(F.col("ts") >= F.lit(since)), active, at=spine)
+    slice_rows = slice_rows.select(*[c.split()[0] for c in SLICE_SCHEMA.split(", ")])
     prices = reference_prices(reports, sales, cfg.clustering.reference_days)
     snaps = snaps.select(*SNAPSHOT_COLS).join(prices, "report_id", "left")
     return featurize_and_match(snaps, slice_rows, library, run_id, cfg.tick_seconds)

@@ -45,6 +45,25 @@ def test_breadth_is_the_share_of_a_neighbourhoods_other_series_anomalous_at_once
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True, allow_nan_equality=True)
 
 
+def test_breadth_at_given_ticks_keeps_their_columns_and_is_null_where_nothing_sold(spark):
+    sales = spark.createDataFrame(
+        [("S1|A", "S1", "A", "R1", "North", "CAT_A"), ("S1|B", "S1", "B", "R1", "North", "CAT_A")],
+        "series_key string, store_id string, sku string, retailer_id string, region string, category string",
+    ).selectExpr("*", f"timestamp'{T:%Y-%m-%d %H:%M:%S}' AS ts", "5.0D AS revenue", "1L AS source_rows")
+    active = spark.createDataFrame([("S1|B", T)], "series_key string, ts timestamp")
+    later = T.replace(hour=13)
+    at = spark.createDataFrame(
+        [("r1", "S1|A", T), ("r1", "S1|A", later)], "report_id string, series_key string, ts timestamp"
+    )
+    got = cluster_minority_report.breadth(sales, active, at=at)
+    expected = spark.createDataFrame(
+        [("r1", "S1|A", T, 5.0, 1, 1.0, 0.0, 1.0, 0.0), ("r1", "S1|A", later, None, None, None, None, None, None)],
+        "report_id string, series_key string, ts timestamp, revenue double, source_rows long, breadth_store double, "
+        "breadth_sku_region double, breadth_category_region double, breadth_sku_retailer double",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
 # -- attribution -----------------------------------------------------------------------------------------
 def _vector(**values) -> list[float]:
     return [float(values.get(f, 0.0)) for f in FEATURES]
