@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     from jobs.lib.spark import build_spark
 
-    spark = build_spark(cfg, "spark-server", server_conf(a.host, a.port, a.master, a.driver_memory))
+    conf = server_conf(a.host, a.port, a.master, a.driver_memory)
+    if own := cfg.spark.conf.get("spark.driver.extraJavaOptions"):  # the config's JVM options are kept, ours added
+        conf["spark.driver.extraJavaOptions"] = f"{own} {conf.get('spark.driver.extraJavaOptions', '')}".strip()
+    spark = build_spark(cfg, "spark-server", conf)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
