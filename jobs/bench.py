@@ -176,13 +176,10 @@ def io_floor(spark, cfg: Config, root: Path) -> dict:
 def output_floor(spark, cfg: Config, root: Path, run_id: str) -> dict:
     """Write what ``run_id`` wrote, once, as plain Delta copies (no compute): the least the backfill's own
     writes can cost. The notes' per-tick logs make the backfill write four rows per sales row."""
-    from pyspark.sql import functions as F
-
     from jobs.lib.tables import TABLES, Lakehouse
 
     lake = Lakehouse(spark, cfg)
-    frames = {n: lake.read(n).where(F.col("run_id") == run_id) for n, t in TABLES.items()
-              if "run_id" in t.schema.fieldNames() and lake.exists(n)}  # fmt: skip
+    frames = {n: lake.read(n, run_id) for n, t in TABLES.items() if "run_id" in t.schema.fieldNames()}
     for frame in frames.values():
         frame.count()  # the reads warm up (file listing, the OS cache) outside the timing
     t = time.perf_counter()

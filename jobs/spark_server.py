@@ -26,8 +26,11 @@ from jobs.lib.config import load_config
 CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
 
 
-def server_conf(host: str, port: int, master: str | None = None, driver_memory: str | None = None) -> dict[str, str]:
-    """What turns a classic session into a Spark Connect server on ``host:port``."""
+def server_conf(
+    host: str, port: int, master: str | None = None, driver_memory: str | None = None, java_options: str = ""
+) -> dict[str, str]:
+    """What turns a classic session into a Spark Connect server on ``host:port`` (``java_options``: the
+    config's own driver JVM options, kept)."""
     conf = {
         "spark.plugins": CONNECT_PLUGIN,
         "spark.connect.grpc.binding.address": host,
@@ -39,7 +42,7 @@ def server_conf(host: str, port: int, master: str | None = None, driver_memory: 
         conf["spark.driver.memory"] = driver_memory
         # Off-heap is bounded too, so the driver's whole footprint stays near the heap plus a fixed margin:
         # direct buffers (Arrow batches to Python workers, gRPC results) get at most 512 MiB.
-        conf["spark.driver.extraJavaOptions"] = "-XX:MaxDirectMemorySize=512m"
+        conf["spark.driver.extraJavaOptions"] = f"{java_options} -XX:MaxDirectMemorySize=512m".strip()
     return conf
 
 
@@ -93,10 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     from jobs.lib.spark import build_spark
 
-    conf = server_conf(a.host, a.port, a.master, a.driver_memory)
-    if own := cfg.spark.conf.get("spark.driver.extraJavaOptions"):  # the config's JVM options are kept, ours added
-        conf["spark.driver.extraJavaOptions"] = f"{own} {conf.get('spark.driver.extraJavaOptions', '')}".strip()
-    spark = build_spark(cfg, "spark-server", conf)
+    own = cfg.spark.conf.get("spark.driver.extraJavaOptions", "")
+    spark = build_spark(cfg, "spark-server", server_conf(a.host, a.port, a.master, a.driver_memory, own))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
