@@ -473,29 +473,25 @@ def detect(series: DataFrame, open_reports: DataFrame, p: Params, baselines: Dat
     from ``p.first_day`` only; without, from ``p.history_start``, and the baselines are computed on the way.
     Series go to pandas in ``series_batches`` batches (``detect_series`` is vectorised over a batch)."""
     params = asdict(p)
-    if baselines is not None:
-        none = lambda t, c: F.lit(None).cast(t).alias(c)  # noqa: E731
-        sales = series.select(
-            *SERIES_COLS,
-            "ts",
-            F.col("units").cast("double").alias("units"),
-            none("date", "date"),
-            none("array<double>", "baseline"),
-            none("int", "history_days"),
-            none("double", "overdispersion"),
-        )
-        days = baselines.select(*SERIES_COLS, none("timestamp", "ts"), none("double", "units"), *PROFILE_COLS)
-        series = sales.unionByName(days)
+    given = baselines is not None
+    # What a run knows from before, the days' baselines and the open reports, travels apart from the sales:
+    # an array column on the sales rows, even NULL, cost Arrow more than the model itself (115 s at scale M).
+    state = open_reports
+    if given:
+        state = baselines.select(*SERIES_COLS, *PROFILE_COLS).unionByName(open_reports, allowMissingColumns=True)
+    sales = series.select(*SERIES_COLS, "ts", F.col("units").cast("double").alias("units"))
 
-    def fn(_key, pdf: pd.DataFrame, open_pdf: pd.DataFrame) -> pd.DataFrame:
+    def fn(_key, pdf: pd.DataFrame, state_pdf: pd.DataFrame) -> pd.DataFrame:
         prm = Params(**params)
-        if "baseline" not in pdf.columns:
-            return detect_series(pdf, open_pdf, prm)
-        is_sales = pdf["ts"].notna()  # the days' baselines travel in the same frame, without a ts
-        return detect_series(pdf[is_sales], open_pdf, prm, pdf[~is_sales])
+        if not given:
+            return detect_series(pdf, state_pdf, prm)
+        is_open = state_pdf["report_id"].notna()
+        return detect_series(
+            pdf, state_pdf[is_open][OPEN_COLS], prm, state_pdf[~is_open][[*SERIES_COLS, *PROFILE_COLS]]
+        )
 
     batch = batch_of(batches=p.series_batches).alias("_batch")
-    return series.groupBy(batch).cogroup(open_reports.groupBy(batch)).applyInPandas(fn, OUTPUT_SCHEMA)
+    return sales.groupBy(batch).cogroup(state.groupBy(batch)).applyInPandas(fn, OUTPUT_SCHEMA)
 
 
 def to_logs(rows: DataFrame, run_id: str, model_version: str) -> dict[str, DataFrame]:
