@@ -144,6 +144,8 @@ def test_ingest_of_generated_day_reconciles_and_reruns_add_nothing(spark, tmp_pa
         F.sum("rows_read"), F.sum("rows_duplicate_dropped"), F.sum("rows_quarantined")
     ).first()
     assert read == 12 * 96 + 6 and dup == 1 and quarantined == 5
+    # Every tick's series count is its sales_timeseries_data rows: all 12 series, each tick of the day.
+    assert sorted({r.series_count for r in audit.select("series_count").collect()}) == [12]
 
 
 def test_context_and_campaign_feeds_load_once_and_quarantine_bad_records(spark, tmp_path):
