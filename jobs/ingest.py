@@ -89,8 +89,8 @@ def read_raw(spark: SparkSession, path: Path, required: list[str], columns: list
     ``_problem`` is set for the whole file when its header lacks a required column (schema drift), and per
     row when a line does not parse as CSV. ``_raw`` is the text of a line that does not parse, and the JSON of
     every line of a file whose header is not ``columns``; otherwise NULL, and ``raw_record`` rebuilds the same
-    JSON from the columns, for the few rows that are rejected (making it for every row cost 60 s at scale M).
-    """
+    JSON from the columns, for the few rows that are rejected (at scale M, classifying 7 days took 42 s instead
+    of 47 s when every row's JSON was made)."""
     header = spark.read.option("header", True).csv(str(path)).columns
     missing = [c for c in required if c not in header]
     schema = ", ".join(f"`{c}` STRING" for c in header) + ", `_corrupt` STRING"
