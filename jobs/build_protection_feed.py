@@ -177,19 +177,10 @@ def build(
     logs = {n: _rows(lake, n, run_id, lo, end).join(ids, "report_id", "left_semi") for n in TOUCHING_LOGS}
     mrfl, mrdl, mrch = (logs[n] for n in TOUCHING_LOGS)
     series = mrdl.select("series_key").distinct()
-    baseline = (
-        lake.read("baseline_sales_model_prediction_log", run_id)
-        .where(dates_between(lo, end))
-        .where((F.col("ts") >= F.lit(lo)) & (F.col("ts") < F.lit(end)))
-        .join(series, "series_key", "left_semi")
-    )
+    baseline = lake.read_ticks("baseline_sales_model_prediction_log", run_id, lo, end)
+    baseline = baseline.join(series, "series_key", "left_semi")
     lo_price = lo - timedelta(days=lake.cfg.clustering.reference_days)
-    sales = (
-        lake.read("sales_timeseries_data", run_id)
-        .where(dates_between(lo_price, end))
-        .where((F.col("ts") >= F.lit(lo_price)) & (F.col("ts") < F.lit(end)))
-        .join(series, "series_key", "left_semi")
-    )
+    sales = lake.read_ticks("sales_timeseries_data", run_id, lo_price, end).join(series, "series_key", "left_semi")
     rows = protection_rows(
         latest(mrfl, "run_id", "report_id", order=MRFL_ORDER),
         mrdl,

@@ -209,11 +209,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     lookback = start - timedelta(days=cfg.health.expected_series_days)
     # The audit log has one small row per tick: read whole, so the newest data is found however old it is.
     audit = lake.read("ingest_audit_log", run_id).where(F.col("tick_ts") < F.lit(end))
-    sales = (
-        lake.read("sales_timeseries_data", run_id)
-        .where(dates_between(lookback, end))
-        .where((F.col("ts") >= F.lit(lookback)) & (F.col("ts") < F.lit(end)))
-    )
+    sales = lake.read_ticks("sales_timeseries_data", run_id, lookback, end)
     row = health_row(
         audit, sales, rows_written(lake, run_id, start, end), run_id, start, end, cfg.health, cfg.tick_seconds
     )

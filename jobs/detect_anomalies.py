@@ -36,7 +36,7 @@ from scipy import stats
 from jobs.lib.cli import stage_main
 from jobs.lib.config import Config
 from jobs.lib.tables import Lakehouse
-from jobs.lib.ticks import dates_between, dates_of, fmt_ts, naive_utc
+from jobs.lib.ticks import dates_of, fmt_ts, naive_utc
 
 SERIES_COLS = ["series_key", "store_id", "sku", "retailer_id", "region", "category"]
 OPEN_COLS = [
@@ -516,12 +516,7 @@ def to_logs(rows: DataFrame, run_id: str, model_version: str) -> dict[str, DataF
 
 
 def read_sales(lake: Lakehouse, run_id: str, start: datetime, end: datetime) -> DataFrame:
-    return (
-        lake.read("sales_timeseries_data", run_id)
-        .where(dates_between(start, end))
-        .where((F.col("ts") >= F.lit(start)) & (F.col("ts") < F.lit(end)))
-        .select(*SERIES_COLS, "ts", "units")
-    )
+    return lake.read_ticks("sales_timeseries_data", run_id, start, end).select(*SERIES_COLS, "ts", "units")
 
 
 def read_open_reports(lake: Lakehouse, p: Params, run_id: str) -> DataFrame:

@@ -28,7 +28,7 @@ from jobs.lib.cli import parse_stage_args
 from jobs.lib.config import Config
 from jobs.lib.spark import build_spark
 from jobs.lib.tables import Lakehouse, union_all
-from jobs.lib.ticks import dates_between, dates_of, ticks
+from jobs.lib.ticks import dates_of, ticks
 
 INPUT_COLUMNS = [
     "timestamp",
@@ -471,8 +471,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
         written["sales_timeseries_data"] = lake.append_new(
             "sales_timeseries_data", to_timeseries(accepted, tick_s, grain), days
         )
-        points = lake.read("sales_timeseries_data", run_id).where(dates_between(start, end))
-        points = points.where((F.col("ts") >= F.lit(start)) & (F.col("ts") < F.lit(end)))
+        points = lake.read_ticks("sales_timeseries_data", run_id, start, end)
         audit_df = audit(classified, points, tick_frame, run_id, feeds_missing)
     else:
         empty = spark.createDataFrame(

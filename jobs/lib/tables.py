@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from jobs.lib.config import Config
+from jobs.lib.ticks import dates_between
 from schemas import dfu, mrs
 
 
@@ -340,6 +341,11 @@ class Lakehouse:
         else:
             df = self.spark.read.format("delta").load(self.path(name))
         return df if run_id is None else df.where(F.col("run_id") == run_id)
+
+    def read_ticks(self, name: str, run_id: str, lo: datetime, end: datetime) -> DataFrame:
+        """A run's rows of a date-partitioned table with ``ts`` in [lo, end); Delta skips the other days."""
+        in_range = (F.col("ts") >= F.lit(lo)) & (F.col("ts") < F.lit(end))
+        return self.read(name, run_id).where(dates_between(lo, end)).where(in_range)
 
     def append_new(self, name: str, df: DataFrame, dates: Iterable[date] | None = None) -> int:
         """Insert the rows whose natural key is not in the table yet; returns how many were inserted.
