@@ -36,7 +36,7 @@ from scipy import stats
 from jobs.lib.cli import stage_main
 from jobs.lib.config import Config
 from jobs.lib.tables import Lakehouse
-from jobs.lib.ticks import dates_of, fmt_ts, naive_utc
+from jobs.lib.ticks import fmt_ts, naive_utc
 
 SERIES_COLS = ["series_key", "store_id", "sku", "retailer_id", "region", "category"]
 OPEN_COLS = [
@@ -562,9 +562,8 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     baselines = lake.read("baseline_profile_log", run_id).where(F.col("date").isin(p.days))
     series = read_sales(lake, run_id, p.first_day, end)
     rows = detect(series, read_open_reports(lake, p, run_id), p, baselines).persist()
-    days = dates_of(start, end)
     for name, df in to_logs(rows, run_id, cfg.detection.model_version).items():
-        written[name] = lake.append_new(name, df, days)
+        written[name] = lake.append_new(name, df, within=(start, end))
     rows.unpersist()
     return written
 

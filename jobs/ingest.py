@@ -466,10 +466,10 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     feeds_missing = [f.table for f in FEEDS if written[f.table] == "missing"]
     if classified is not None:
         accepted = accepted_rows(classified, run_id)
-        written["unified_sales_data"] = lake.append_new("unified_sales_data", accepted, days)
+        written["unified_sales_data"] = lake.append_new("unified_sales_data", accepted, within=(start, end))
         written["ingest_quarantine"] = lake.append_new("ingest_quarantine", quarantine_rows(classified, run_id), days)
         written["sales_timeseries_data"] = lake.append_new(
-            "sales_timeseries_data", to_timeseries(accepted, tick_s, grain), days
+            "sales_timeseries_data", to_timeseries(accepted, tick_s, grain), within=(start, end)
         )
         points = lake.read_ticks("sales_timeseries_data", run_id, start, end)
         audit_df = audit(classified, points, tick_frame, run_id, feeds_missing)
@@ -479,7 +479,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
             "tick_ts timestamp, reason_code string, is_duplicate boolean, source_file string",
         )
         audit_df = audit(empty, spark.createDataFrame([], "ts timestamp"), tick_frame, run_id, feeds_missing)
-    written["ingest_audit_log"] = lake.append_new("ingest_audit_log", audit_df, days)
+    written["ingest_audit_log"] = lake.append_new("ingest_audit_log", audit_df, within=(start, end))
     if classified is not None:
         classified.unpersist()
     return written

@@ -1,9 +1,9 @@
 """The table registry: where each table lives, its schema, its natural key, and how it is written.
 
 Logs are append-only (spec decision 7). ``append_new`` writes with an insert-only MERGE on the table's
-natural key, restricted to the dates being written so the merge reads only those partitions: re-running a
-run, retrying a task or backfilling a range twice adds no rows, and costs the same however long the
-table's history grows.
+natural key, restricted to the dates being written so the merge reads only those partitions (and, for a
+run's ticks, to the files of those ticks): re-running a run, retrying a task or backfilling a range twice
+adds no rows, and costs the same however long the table's history grows.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from datetime import UTC, date, datetime, timedelta
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StructType, TimestampType
 
 from jobs.lib.config import Config
-from jobs.lib.ticks import dates_between
+from jobs.lib.ticks import dates_between, dates_of
 from schemas import dfu, mrs
 
 
@@ -29,6 +29,11 @@ class Table:
     keys: tuple[str, ...]
     partition_by: tuple[str, ...] = ("date",)
     description: str = ""
+
+    @property
+    def time_key(self) -> str | None:
+        """The key's timestamp column (a row's tick), if it has one."""
+        return next((k for k in self.keys if isinstance(self.schema[k].dataType, TimestampType)), None)
 
 
 TABLES: dict[str, Table] = {
@@ -347,13 +352,29 @@ class Lakehouse:
         in_range = (F.col("ts") >= F.lit(lo)) & (F.col("ts") < F.lit(end))
         return self.read(name, run_id).where(dates_between(lo, end)).where(in_range)
 
-    def append_new(self, name: str, df: DataFrame, dates: Iterable[date] | None = None) -> int:
+    def append_new(
+        self,
+        name: str,
+        df: DataFrame,
+        dates: Iterable[date] | None = None,
+        within: tuple[datetime, datetime] | None = None,
+    ) -> int:
         """Insert the rows whose natural key is not in the table yet; returns how many were inserted.
 
         ``dates`` bounds the merge to the partitions the rows fall in (required for date-partitioned tables).
+        ``within`` = (start, end) promises that every row's tick (the key's timestamp column) lies in
+        [start, end): the merge then reads only the files whose statistics overlap it, so a tick at 23:30 reads
+        no more of its day's partition than one at 00:15. A row outside the range would not be matched.
         """
         t = TABLES[name]
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in t.keys)
+        if within is not None:
+            if t.time_key is None:
+                raise ValueError(f"append_new({name}): within needs a timestamp column in the key {t.keys}")
+            dates = dates_of(*within) if dates is None else dates
+            # Literals in UTC: Delta's MERGE does not bind parameter markers.
+            lo, hi = (f"TIMESTAMP'{x.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}+00:00'" for x in within)
+            cond += f" AND t.`{t.time_key}` >= {lo} AND t.`{t.time_key}` < {hi}"
         if "date" in t.partition_by:
             if dates is None:
                 raise ValueError(f"append_new({name}): dates are required for a date-partitioned table")
@@ -372,12 +393,11 @@ class Lakehouse:
         )
         return {k: result[k] for k in ("inserted", "updated")}
 
-    def merge(self, name: str, source: DataFrame, cond: str, clauses: str, args: dict | None = None) -> dict[str, int]:
-        """``MERGE INTO`` the table from ``source`` (aliased t and s); the rows inserted, updated, deleted.
-        ``args`` fill the ``:name`` parameter markers of ``cond`` and ``clauses``."""
+    def merge(self, name: str, source: DataFrame, cond: str, clauses: str) -> dict[str, int]:
+        """``MERGE INTO`` the table from ``source`` (aliased t and s); the rows inserted, updated, deleted."""
         self.ensure(name)
         query = f"MERGE INTO {self.table_sql(name)} t USING {{source}} s ON {cond} {clauses}"
-        metrics = self.spark.sql(query, args=args, source=source).first()
+        metrics = self.spark.sql(query, source=source).first()
         return {k: int(metrics[f"num_{k}_rows"]) if metrics else 0 for k in ("inserted", "updated", "deleted")}
 
     def replace_where(self, name: str, df: DataFrame, condition: str) -> int:

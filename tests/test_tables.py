@@ -1,0 +1,44 @@
+"""The registry's append: only new keys go in, and a tick's merge reads only its own tick's files."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobs.lib.tables import Lakehouse
+from schemas.mrs import INGEST_AUDIT_LOG
+from tests.conftest import make_config
+
+DAY = datetime(2025, 8, 4, tzinfo=UTC)
+TICK = timedelta(minutes=15)
+
+
+def audit_tick(spark, at: datetime, rows_read: int):
+    naive = at.replace(tzinfo=None)
+    row = ("run-1", naive, [], rows_read, rows_read, 0, 0, 1, [], naive, False, naive.date())
+    return spark.createDataFrame([row], INGEST_AUDIT_LOG)
+
+
+def file_ticks(spark, path) -> list[datetime]:
+    return [r["tick_ts"].replace(tzinfo=UTC) for r in spark.read.parquet(str(path)).select("tick_ts").collect()]
+
+
+def test_a_ticks_merge_reads_only_its_ticks_files_and_a_rerun_adds_nothing(spark, tmp_path):
+    lake = Lakehouse(spark, make_config(tmp_path))
+    name = "ingest_audit_log"
+    ticks = [DAY + i * TICK for i in range(4)]
+    for i, at in enumerate(ticks):  # one commit, so one file, per tick of the day
+        assert lake.append_new(name, audit_tick(spark, at, 10 + i), within=(at, at + TICK)) == 1
+    assert lake.append_new(name, audit_tick(spark, ticks[2], 99), within=(ticks[2], ticks[2] + TICK)) == 0
+    assert sorted(r["rows_read"] for r in lake.read(name).collect()) == [10, 11, 12, 13]
+
+    # The proof that the merge skips the day's other files: with the first tick's file gone from the disk
+    # (behind Delta's back), merging the last tick again still works; a merge that opened it would fail.
+    first = next(f for f in (tmp_path / "lakehouse" / name).rglob("*.parquet") if file_ticks(spark, f) == [ticks[0]])
+    first.unlink()
+    assert lake.append_new(name, audit_tick(spark, ticks[3], 99), within=(ticks[3], ticks[3] + TICK)) == 0
+    with pytest.raises(Exception, match=r"FileNotFound|does not exist"):
+        lake.append_new(name, audit_tick(spark, ticks[3], 99), dates=[DAY.date()])
+
+    # Rows outside the promised range would go unmatched: the range must name a key's timestamp column.
+    with pytest.raises(ValueError, match="within needs a timestamp column"):
+        lake.append_new("cluster_library", audit_tick(spark, DAY, 1), within=(DAY, DAY + TICK))
