@@ -9,7 +9,8 @@ Per scale (``--scale S M``), on data from the project's generator, in one warm S
   notes' naive stateless design's cost for the last tick: it replays all history to compute it;
 - **scheduled ticks**: one tick after 3 days of history and one after the whole range, both at 23:30 so that
   only the history differs, and one more at 00:15 after 3 days for the time of day (run_id ``bench-ticks``, the
-  history before each built by range runs), every stage in turn, each stage timed;
+  history before each built by a range run, then the tick before it run alone: a scheduled tick follows a
+  scheduled tick), every stage in turn, each stage timed;
 - **through Airflow**: the next tick end to end (``airflow dags test mrs_pipeline``, its 12 tasks as Spark
   Connect clients); what it costs beyond the stages' own work is the fixed cost of tasks;
 - **fixed cost of a stage**: a probe job (session, one Delta read, one Delta commit) by ``spark-submit`` (a cold
@@ -331,19 +332,21 @@ def bench_scale(scale: str, root: Path) -> dict:
         result["backfill"] = run_stages(spark, cfg, t0, end, "bench-backfill")
         print(f"[{scale}] output floor ...", flush=True)
         result["output_floor"] = output_floor(spark, cfg, root, "bench-backfill")
-        # Scheduled ticks: history by range runs, then single ticks. The bar's pair is at one time of day (23:30,
-        # on day 4 and on the last day) so that only the history differs; 00:15 on day 4 shows the time of day.
+        # Scheduled ticks: the history by a range run, then the tick before, then the measured tick. The bar's pair
+        # is at one time of day (23:30, on day 4 and on the last day) so that only the history differs; 00:15 on
+        # day 4 shows the time of day. A scheduled tick follows a scheduled tick: the first tick after a range run
+        # of many days is kept apart (tick_before), as it also pays for that run's aftermath in the session.
         late = end - 2 * tick
-        early = late - timedelta(days=g.days - 4)
-        midnight = t0 + timedelta(days=3) + tick
+        measured = {"tick_early_0015": t0 + timedelta(days=3) + tick, "tick_early": late - timedelta(days=g.days - 4),
+                     "tick_late": late}  # fmt: skip
         print(f"[{scale}] ticks after 3 and {g.days} days ...", flush=True)
-        run_stages(spark, cfg, t0, midnight, "bench-ticks")
-        result["tick_early_0015"] = run_stages(spark, cfg, midnight, midnight + tick, "bench-ticks")
-        run_stages(spark, cfg, midnight + tick, early, "bench-ticks")
-        result["tick_early"] = run_stages(spark, cfg, early, early + tick, "bench-ticks")
-        run_stages(spark, cfg, early + tick, late, "bench-ticks")
-        files_before = delta_health(spark, cfg)
-        result["tick_late"] = run_stages(spark, cfg, late, late + tick, "bench-ticks")
+        since, result["tick_before"] = t0, {}
+        for key, at in measured.items():
+            run_stages(spark, cfg, since, at - tick, "bench-ticks")
+            result["tick_before"][key] = run_stages(spark, cfg, at - tick, at, "bench-ticks")["seconds"]
+            files_before = delta_health(spark, cfg)  # the files a tick adds: those of the last one measured
+            result[key] = run_stages(spark, cfg, at, at + tick, "bench-ticks")
+            since = at + tick
         files_after = delta_health(spark, cfg)
         print(f"[{scale}] the last tick through Airflow ...", flush=True)
         result["airflow_tick"] = airflow_tick(cfg, root, url, box.port, late + tick, end)
@@ -451,9 +454,12 @@ def render(results: list[dict]) -> str:
                             full <= BARS["backfill_io_ratio"]))  # fmt: skip
         lines += ["", "| bar (issue 7's, for scale M) | here | bar | holds |", "| --- | ---: | ---: | --- |"]
         lines += [f"| {n} | {v} | {b} | {'yes' if ok else 'NO'} |" for n, v, b, ok in bars]
+        if before := r.get("tick_before"):  # measured since 2026-11-24
+            firsts = ", ".join(f"{before[k]} s before the tick at {at[k]}" for k, _ in TICKS)
+            lines += ["", f"The tick before each measured one, the first after a range run: {firsts}."]
         if "tick_time_of_day_ratio" in q:
             lines += ["", f"Time of day: after 3 days, the tick at 23:30 takes {q['tick_time_of_day_ratio']} x the "
-                      "tick at 00:15 (a day's partitions fill up as its ticks run)."]  # fmt: skip
+                      "tick at 00:15."]  # fmt: skip
         f = r["fixed_cost"]
         lines += [
             "",
