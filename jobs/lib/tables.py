@@ -348,8 +348,10 @@ class Lakehouse:
         return df if run_id is None else df.where(F.col("run_id") == run_id)
 
     def read_ticks(self, name: str, run_id: str, lo: datetime, end: datetime) -> DataFrame:
-        """A run's rows of a date-partitioned table with ``ts`` in [lo, end); Delta skips the other days."""
-        in_range = (F.col("ts") >= F.lit(lo)) & (F.col("ts") < F.lit(end))
+        """A run's rows of a date-partitioned table with their tick (the key's timestamp) in [lo, end); Delta
+        skips the other days."""
+        tick = F.col(TABLES[name].time_key)
+        in_range = (tick >= F.lit(lo)) & (tick < F.lit(end))
         return self.read(name, run_id).where(dates_between(lo, end)).where(in_range)
 
     def append_new(
