@@ -455,7 +455,8 @@ def render(results: list[dict]) -> str:
         lines += ["", "| bar (issue 7's, for scale M) | here | bar | holds |", "| --- | ---: | ---: | --- |"]
         lines += [f"| {n} | {v} | {b} | {'yes' if ok else 'NO'} |" for n, v, b, ok in bars]
         if before := r.get("tick_before"):  # measured since 2026-11-24
-            firsts = ", ".join(f"{before[k]} s before the tick at {at[k]}" for k, _ in TICKS)
+            label = dict(runs)
+            firsts = "; ".join(f"{before[k]} s before the {label[k]}" for k, _ in TICKS)
             lines += ["", f"The tick before each measured one, the first after a range run: {firsts}."]
         if "tick_time_of_day_ratio" in q:
             lines += ["", f"Time of day: after 3 days, the tick at 23:30 takes {q['tick_time_of_day_ratio']} x the "
