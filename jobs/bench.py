@@ -335,7 +335,8 @@ def bench_scale(scale: str, root: Path) -> dict:
         # Scheduled ticks: the history by a range run, then the tick before, then the measured tick. The bar's pair
         # is at one time of day (23:30, on day 4 and on the last day) so that only the history differs; 00:15 on
         # day 4 shows the time of day. A scheduled tick follows a scheduled tick: the first tick after a range run
-        # of many days is kept apart (tick_before), as it also pays for that run's aftermath in the session.
+        # of many days is kept apart (tick_before), as it also pays for that run's aftermath in the server (not in
+        # the Connect session: a new session after a month-long range run was measured as slow).
         late = end - 2 * tick
         measured = {"tick_early_0015": t0 + timedelta(days=3) + tick, "tick_early": late - timedelta(days=g.days - 4),
                      "tick_late": late}  # fmt: skip
