@@ -70,3 +70,4 @@ def test_a_job_asks_once_whether_a_table_exists_but_never_remembers_a_missing_on
     assert [lake.read(name).count() for _ in range(3)] == [1, 1, 1]
     assert lake.append_new(name, audit_tick(spark, DAY + TICK, 6), within=(DAY + TICK, DAY + 2 * TICK)) == 1
     assert session.checks == before  # found once, then known for the rest of the job
+    assert lake.exists(name, recheck=True) and session.checks == before + 1  # a service's health check asks

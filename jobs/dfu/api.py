@@ -52,7 +52,8 @@ class LakehouseSource:
         self.lake = lakehouse
 
     def missing_tables(self, tables: tuple[str, ...] = TABLES_READ) -> list[str]:
-        return [t for t in tables if not self.lake.exists(t)]
+        # Asked afresh on every request: the service outlives jobs that may rebuild its tables.
+        return [t for t in tables if not self.lake.exists(t, recheck=True)]
 
     def _check(self, tables: tuple[str, ...] = TABLES_READ) -> None:
         missing = self.missing_tables(tables)

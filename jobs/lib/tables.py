@@ -335,12 +335,15 @@ class Lakehouse:
         self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.table_sql(name)} ({column_ddl(t.schema)}) USING DELTA{part}")
         self._existing.add(name)
 
-    def exists(self, name: str) -> bool:
-        if name in self._existing:
+    def exists(self, name: str, recheck: bool = False) -> bool:
+        """Whether the table is there; ``recheck`` asks Spark even if this Lakehouse found it before (a
+        long-lived service's health check, whose tables may be removed under it)."""
+        if name in self._existing and not recheck:
             return True
         try:
             self.spark.sql(f"DESCRIBE DETAIL {self.table_sql(name)}").select("format").first()
         except AnalysisException:
+            self._existing.discard(name)
             return False
         self._existing.add(name)
         return True
