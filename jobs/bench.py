@@ -7,10 +7,12 @@ Per scale (``--scale S M``), on data from the project's generator, in one warm S
   reads its input and writes its output at least once, so I/O floor + output floor is the least it can take;
 - **bulk backfill**: every stage over the whole range in one run (run_id ``bench-backfill``). This is also the
   notes' naive stateless design's cost for the last tick: it replays all history to compute it;
-- **scheduled ticks**: one tick after 3 days of history and one after the whole range, both at 23:30 so that
-  only the history differs, and one more at 00:15 after 3 days for the time of day (run_id ``bench-ticks``, the
-  history before each built by a range run, then the tick before it run alone: a scheduled tick follows a
-  scheduled tick), every stage in turn, each stage timed;
+- **scheduled ticks**: the mean of 10 consecutive ticks after 3 days of history and of 10 after the whole
+  range, both ending at 23:30 so that only the history differs (run_id ``bench-ticks``, the history before each
+  built by a range run, then one tick run alone: a scheduled tick follows a scheduled tick), every stage in
+  turn, each stage timed. Ten ticks are one Delta checkpoint interval: every tenth commit of a table also writes
+  its checkpoint (about 1 s a table here), so a single tick's cost depends on where it falls in that cycle;
+  each window pays every table's checkpoint once;
 - **through Airflow**: the next tick end to end (``airflow dags test mrs_pipeline``, its 12 tasks as Spark
   Connect clients); what it costs beyond the stages' own work is the fixed cost of tasks;
 - **fixed cost of a stage**: a probe job (session, one Delta read, one Delta commit) by ``spark-submit`` (a cold
@@ -54,8 +56,13 @@ BARS = {"tick_history_ratio": 1.3, "replay_speedup": 10.0, "backfill_io_ratio": 
 RESULTS = REPO_ROOT / "docs" / "benchmarks"
 REPORT = REPO_ROOT / "BENCHMARKS.md"
 GiB = 1024**3
-# The single ticks measured: result key and days of history before the tick (None: the whole range).
+# The scheduled ticks measured: result key and days of history before them (None: the whole range). Older JSON
+# also has tick_early_0015 (a single tick at 00:15, for the time of day), which render() still shows.
 TICKS = (("tick_early_0015", 3), ("tick_early", 3), ("tick_late", None))
+MEASURED = ("tick_early", "tick_late")
+# Ticks per measurement: Delta's default checkpoint interval (delta.checkpointInterval), so that every window
+# includes each per-tick table's checkpoint exactly once, whatever its commit count when the window starts.
+WINDOW = 10
 
 
 # -- set-up -------------------------------------------------------------------------------------------------------
@@ -162,6 +169,27 @@ def run_stages(spark, cfg: Config, start: datetime, end: datetime, run_id: str) 
     rows_out = sum(s["rows_out"] for s in stages)
     return {"start": start.isoformat(), "end": end.isoformat(), "rows_in": rows_in, "rows_out": rows_out,
             "seconds": round(total, 2), "rows_per_s": round(rows_in / total), "stages": stages}  # fmt: skip
+
+
+def mean_tick(runs: list[dict]) -> dict:
+    """Consecutive ticks' ``run_stages`` results as one mean tick (per stage too); ``ticks_s`` keeps each tick's
+    total, so the ticks that also wrote checkpoints show."""
+    n = len(runs)
+
+    def mean(values) -> float:
+        return sum(values) / n
+
+    seconds, rows_in = mean(r["seconds"] for r in runs), round(mean(r["rows_in"] for r in runs))
+    stages = []
+    for same in zip(*(r["stages"] for r in runs), strict=True):
+        s = mean(x["seconds"] for x in same)
+        stages.append({"stage": same[0]["stage"], "seconds": round(s, 2),
+                       "rows_out": round(mean(x["rows_out"] for x in same)),
+                       "rows_per_s": round(rows_in / s) if s else None})  # fmt: skip
+    return {"start": runs[0]["start"], "end": runs[-1]["end"], "rows_in": rows_in,
+            "rows_out": round(mean(r["rows_out"] for r in runs)), "seconds": round(seconds, 2),
+            "rows_per_s": round(rows_in / seconds), "stages": stages,
+            "ticks_s": [r["seconds"] for r in runs]}  # fmt: skip
 
 
 def io_floor(spark, cfg: Config, root: Path) -> dict:
@@ -332,25 +360,27 @@ def bench_scale(scale: str, root: Path) -> dict:
         result["backfill"] = run_stages(spark, cfg, t0, end, "bench-backfill")
         print(f"[{scale}] output floor ...", flush=True)
         result["output_floor"] = output_floor(spark, cfg, root, "bench-backfill")
-        # Scheduled ticks: the history by a range run, then the tick before, then the measured tick. The bar's pair
-        # is at one time of day (23:30, on day 4 and on the last day) so that only the history differs; 00:15 on
-        # day 4 shows the time of day. A scheduled tick follows a scheduled tick: the first tick after a range run
-        # of many days is kept apart (tick_before), as it also pays for that run's aftermath in the server (not in
-        # the Connect session: a new session after a month-long range run was measured as slow).
-        late = end - 2 * tick
-        measured = {"tick_early_0015": t0 + timedelta(days=3) + tick, "tick_early": late - timedelta(days=g.days - 4),
-                     "tick_late": late}  # fmt: skip
-        print(f"[{scale}] ticks after 3 and {g.days} days ...", flush=True)
+        # Scheduled ticks: the history by a range run, then the tick before, then the measured window. Both windows
+        # end at one time of day (23:30, on day 4 and on the last day) so that only the history differs. A
+        # scheduled tick follows a scheduled tick: the first tick after a range run of many days is kept apart
+        # (tick_before), as it also pays for that run's aftermath in the server (not in the Connect session: a
+        # new session after a month-long range run was measured as slow).
+        last = end - 2 * tick
+        first = {"tick_early": last - timedelta(days=g.days - 4) - (WINDOW - 1) * tick,
+                 "tick_late": last - (WINDOW - 1) * tick}  # fmt: skip
+        print(f"[{scale}] {WINDOW} ticks after 3 and after {g.days} days ...", flush=True)
         since, result["tick_before"] = t0, {}
-        for key, at in measured.items():
+        for key in MEASURED:
+            at = first[key]
             run_stages(spark, cfg, since, at - tick, "bench-ticks")
             result["tick_before"][key] = run_stages(spark, cfg, at - tick, at, "bench-ticks")["seconds"]
-            files_before = delta_health(spark, cfg)  # the files a tick adds: those of the last one measured
-            result[key] = run_stages(spark, cfg, at, at + tick, "bench-ticks")
-            since = at + tick
+            files_before = delta_health(spark, cfg)  # the files a tick adds: those of the last window
+            window = [run_stages(spark, cfg, at + i * tick, at + (i + 1) * tick, "bench-ticks") for i in range(WINDOW)]
+            result[key] = mean_tick(window)
+            since = at + WINDOW * tick
         files_after = delta_health(spark, cfg)
         print(f"[{scale}] the last tick through Airflow ...", flush=True)
-        result["airflow_tick"] = airflow_tick(cfg, root, url, box.port, late + tick, end)
+        result["airflow_tick"] = airflow_tick(cfg, root, url, box.port, last + tick, end)
         print(f"  {result['airflow_tick']['seconds']} s", flush=True)
         print(f"[{scale}] table maintenance ...", flush=True)
         after_runs = delta_health(spark, cfg)
@@ -361,7 +391,8 @@ def bench_scale(scale: str, root: Path) -> dict:
             "after_runs": after_runs,
             "after_maintenance": delta_health(spark, cfg),
             "files_per_tick": {
-                n: d["files"] - files_before.get(n, {"files": 0})["files"] for n, d in files_after.items()
+                n: round((d["files"] - files_before.get(n, {"files": 0})["files"]) / WINDOW, 1)
+                for n, d in files_after.items()
             },
         }
         result["memory_gib"] = memory.snapshot()
@@ -375,7 +406,6 @@ def ratios(r: dict) -> dict:
     work = r["tick_late"]["seconds"]
     return {
         "tick_history_ratio": round(r["tick_late"]["seconds"] / r["tick_early"]["seconds"], 2),
-        "tick_time_of_day_ratio": round(r["tick_early"]["seconds"] / r["tick_early_0015"]["seconds"], 2),
         "replay_speedup": round(r["backfill"]["seconds"] / work, 1),
         "backfill_io_ratio": round(r["backfill"]["seconds"] / r["io_floor"]["seconds"], 2),
         "backfill_full_io_ratio": round(
@@ -426,9 +456,9 @@ def render(results: list[dict]) -> str:
         if of := r.get("output_floor"):  # measured since 2026-11-24
             lines.append(f"| output floor (the backfill's rows -> Delta once) | {of['seconds']} | | {of['rows']:,} | "
                          f"{of['rows_per_s']:,} |")  # fmt: skip
-        at = {k: r[k]["start"][11:16] for k, _ in TICKS if k in r}  # tick_early_0015: measured since 2026-11-24
+        at = {k: when(r[k], r["tick_minutes"]) for k, _ in TICKS if k in r}
         runs = [("backfill", "bulk backfill = full replay")]
-        runs += [(k, f"tick after {n or r['days']} days, at {at[k]}") for k, n in TICKS if k in r]
+        runs += [(k, f"tick after {n or r['days']} days, {at[k]}") for k, n in TICKS if k in r]
         for key, label in runs:
             x = r[key]
             lines.append(f"| {label} | {x['seconds']} | {x['rows_in']:,} | {x['rows_out']:,} | {x['rows_per_s']:,} |")
@@ -438,7 +468,7 @@ def render(results: list[dict]) -> str:
         for stages in zip(*(r[k]["stages"] for k, _ in runs), strict=True):
             lines.append(f"| {stages[0]['stage']} | " + " | ".join(str(x["seconds"]) for x in stages) + " |")
         bars = [
-            (f"tick after all days / after 3 days (at {at['tick_late']} and {at['tick_early']})",
+            (f"tick after all days / after 3 days ({at['tick_late']}; {at['tick_early']})",
              q["tick_history_ratio"],
              f"<= {BARS['tick_history_ratio']}", q["tick_history_ratio"] <= BARS["tick_history_ratio"]),
             ("full replay / incremental tick", q["replay_speedup"], f">= {BARS['replay_speedup']}",
@@ -457,8 +487,11 @@ def render(results: list[dict]) -> str:
         lines += [f"| {n} | {v} | {b} | {'yes' if ok else 'NO'} |" for n, v, b, ok in bars]
         if before := r.get("tick_before"):  # measured since 2026-11-24
             label = dict(runs)
-            firsts = "; ".join(f"{before[k]} s before the {label[k]}" for k, _ in TICKS)
+            firsts = "; ".join(f"{before[k]} s before the {label[k]}" for k, _ in TICKS if k in before)
             lines += ["", f"The tick before each measured one, the first after a range run: {firsts}."]
+        if windows := [k for k, _ in TICKS if "ticks_s" in r.get(k, {})]:  # measured since 2026-11-25
+            each = "; ".join(f"{', '.join(map(str, r[k]['ticks_s']))} s ({dict(runs)[k]})" for k in windows)
+            lines += ["", f"Each tick of a window (the slower ones also wrote Delta checkpoints): {each}."]
         if "tick_time_of_day_ratio" in q:
             lines += ["", f"Time of day: after 3 days, the tick at 23:30 takes {q['tick_time_of_day_ratio']} x the "
                       "tick at 00:15."]  # fmt: skip
@@ -489,11 +522,19 @@ def render(results: list[dict]) -> str:
             per_tick = d["files_per_tick"].get(name, 0)
             after = d["after_maintenance"].get(name, {}).get("files", "")
             lines.append(
-                f"| {name} | {x['files']} | {x['mib']} | {per_tick} | {per_tick * 2880:,} | {after} | "
+                f"| {name} | {x['files']} | {x['mib']} | {per_tick} | {per_tick * 2880:,.0f} | {after} | "
                 f"{x['commits']} | {x['checkpoints']} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def when(tick: dict, minutes: int) -> str:
+    """When a measured tick ran: "at 23:30", or for a window "mean of 10 ticks, 21:15-23:30" (tick starts)."""
+    if "ticks_s" not in tick:  # a single tick (JSON before 2026-11-25)
+        return f"at {tick['start'][11:16]}"
+    last = datetime.fromisoformat(tick["end"]) - timedelta(minutes=minutes)
+    return f"mean of {len(tick['ticks_s'])} ticks, {tick['start'][11:16]}-{last:%H:%M}"
 
 
 def write_report() -> str:
