@@ -468,7 +468,7 @@ def render(results: list[dict]) -> str:
         for stages in zip(*(r[k]["stages"] for k, _ in runs), strict=True):
             lines.append(f"| {stages[0]['stage']} | " + " | ".join(str(x["seconds"]) for x in stages) + " |")
         bars = [
-            (f"tick after all days / after 3 days ({at['tick_late']}; {at['tick_early']})",
+            (f"tick after all days / after 3 days ({'; '.join(dict.fromkeys((at['tick_late'], at['tick_early'])))})",
              q["tick_history_ratio"],
              f"<= {BARS['tick_history_ratio']}", q["tick_history_ratio"] <= BARS["tick_history_ratio"]),
             ("full replay / incremental tick", q["replay_speedup"], f">= {BARS['replay_speedup']}",
