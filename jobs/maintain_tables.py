@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -52,11 +51,13 @@ def partitions(lake: Lakehouse, name: str) -> int:
 def log_versions(lake: Lakehouse, name: str) -> tuple[int, int | None]:
     """(latest commit, latest checkpoint or None)."""
     version = lake.spark.sql(f"DESCRIBE HISTORY {lake.table_sql(name)} LIMIT 1").first()["version"]
-    try:
-        cp = lake.spark.read.json(f"{lake.path(name)}/_delta_log/_last_checkpoint").select("version").first()
-    except AnalysisException:  # no checkpoint written yet
-        cp = None
-    return int(version), None if cp is None else int(cp["version"])
+    # Spark's file sources skip every file whose name starts with "_", so _last_checkpoint reads as empty
+    # (and they warn once that the _delta_log folder's own name is such a name). The checkpoint files name
+    # their version themselves; binaryFile reads no content when only the path is selected.
+    files = lake.spark.read.format("binaryFile").option("pathGlobFilter", "*.checkpoint*")
+    names = files.load(f"{lake.path(name)}/_delta_log").select(F.element_at(F.split("path", "/"), -1).alias("f"))
+    cp = names.agg(F.max(F.regexp_extract("f", r"^(\d+)\.checkpoint", 1).cast("long"))).first()[0]
+    return int(version), None if cp is None else int(cp)
 
 
 def compact(lake: Lakehouse, name: str) -> tuple[int, int]:

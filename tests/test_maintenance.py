@@ -20,9 +20,10 @@ def quarantine_row(i: int, day: date) -> Row:
 
 
 def fragmented_lakehouse(spark, cfg) -> Lakehouse:
-    """demo_run_config in 6 one-row commits (6 files); ingest_quarantine in 3 commits over 2 days (6 files)."""
+    """demo_run_config in 10 one-row commits (10 files, and Delta's checkpoint at version 10); ingest_quarantine in
+    3 commits over 2 days (6 files)."""
     lake = Lakehouse(spark, cfg)
-    for seq in range(6):
+    for seq in range(10):
         row = Row(seq, f"run-{seq}", "test", datetime(2025, 8, 4) + timedelta(hours=seq))
         lake.append_new("demo_run_config", spark.createDataFrame([row], DEMO_RUN_CONFIG))
     days = [date(2025, 8, 18), date(2025, 8, 19)]
@@ -37,20 +38,20 @@ def test_maintenance_compacts_changes_no_data_reruns_add_nothing_and_vacuums_aft
     lake = fragmented_lakehouse(spark, cfg)
     names = ("demo_run_config", "ingest_quarantine")
     before = {n: lake.read(n).localCheckpoint() for n in names}
-    files = lambda n: len(list((cfg.paths.lakehouse / n).rglob("*.parquet")))  # noqa: E731
+    files = lambda n: sum("_delta_log" not in f.parts for f in (cfg.paths.lakehouse / n).rglob("*.parquet"))  # noqa: E731
     # A MERGE also leaves files no commit refers to: VACUUM deletes those too, with the replaced ones.
     on_disk = {n: files(n) for n in names}
 
     result = maintain_tables.run(spark, cfg, END - timedelta(days=1), END)
 
-    assert result["tables"] == 2 and result["files_compacted"] == 12 and result["degraded"] == []
+    assert result["tables"] == 2 and result["files_compacted"] == 16 and result["degraded"] == []
     cols = ["table_name", "files_before", "files_after", "partitions", "files_compacted", "files_written"]
-    cols += ["files_vacuumed", "report_status", "is_degraded"]
+    cols += ["files_vacuumed", "log_version", "checkpoint_version", "report_status", "is_degraded"]
     log = lambda at: lake.read("table_maintenance_log").where(F.col("written_at") == at).select(*cols)  # noqa: E731
     expected = spark.createDataFrame(
         [
-            ("demo_run_config", 6, 1, 1, 6, 1, 0, "compacted", False),
-            ("ingest_quarantine", 6, 2, 2, 6, 2, 0, "compacted", False),
+            ("demo_run_config", 10, 1, 1, 10, 1, 0, 11, 10, "compacted", False),
+            ("ingest_quarantine", 6, 2, 2, 6, 2, 0, 4, None, "compacted", False),
         ],
         log(END).schema,
     )
@@ -65,14 +66,15 @@ def test_maintenance_compacts_changes_no_data_reruns_add_nothing_and_vacuums_aft
     assert maintain_tables.run(spark, cfg, END - timedelta(days=1), END)["table_maintenance_log"] == 0
     assert {n: version(n) for n in names} == versions  # nothing left to compact: no commit
 
-    # A day later, with no retention: the replaced and orphaned files go, the current ones stay.
+    # A day later, with no retention: the replaced and orphaned files go, the current ones stay (VACUUM commits
+    # its start and end: two versions).
     cfg0 = make_config(tmp_path, **{"maintenance.vacuum_retention_hours": 0})
     later = maintain_tables.run(spark, cfg0, END, END + timedelta(days=1))
     assert later["files_compacted"] == 0 and later["tables"] == 2
     expected = spark.createDataFrame(
         [
-            ("demo_run_config", 1, 1, 1, 0, 0, on_disk["demo_run_config"], "unchanged", False),
-            ("ingest_quarantine", 2, 2, 2, 0, 0, on_disk["ingest_quarantine"], "unchanged", False),
+            ("demo_run_config", 1, 1, 1, 0, 0, on_disk["demo_run_config"], 13, 10, "unchanged", False),
+            ("ingest_quarantine", 2, 2, 2, 0, 0, on_disk["ingest_quarantine"], 6, None, "unchanged", False),
         ],
         log(END).schema,
     )
