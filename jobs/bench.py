@@ -422,10 +422,11 @@ def ratios(r: dict) -> dict:
     work = r["tick_late"]["seconds"]
     windows = r["tick_late"]["seconds"] / r["tick_early"]["seconds"]
     early, late = quiet_mean(r["tick_early"]), quiet_mean(r["tick_late"])
+    equal = early is not None and late is not None
     return {
         # Equal work where both windows have ticks without reports; else the window means.
-        "tick_history_ratio": round(late / early if early and late else windows, 2),
-        "tick_history_equal_work": bool(early and late),
+        "tick_history_ratio": round(late / early if equal else windows, 2),
+        "tick_history_equal_work": equal,
         "tick_history_windows_ratio": round(windows, 2),
         "replay_speedup": round(r["backfill"]["seconds"] / work, 1),
         "backfill_io_ratio": round(r["backfill"]["seconds"] / r["io_floor"]["seconds"], 2),
