@@ -516,7 +516,7 @@ def render(results: list[dict]) -> str:
         if windows := [k for k, _ in TICKS if "ticks_s" in r.get(k, {})]:  # absent from older JSON
             each = "; ".join(f"{', '.join(map(str, r[k]['ticks_s']))} s ({dict(runs)[k]})" for k in windows)
             lines += ["", f"Each tick of a window (the slower ones also wrote Delta checkpoints): {each}."]
-        if "tick_history_windows_ratio" in q:  # absent from older JSON
+        if all("reports" in r[k] for k in MEASURED):  # absent from older JSON
             carried = "; ".join(f"{sum(n > 0 for n in r[k]['reports'])} of {len(r[k]['reports'])} after "
                                 f"{n or r['days']} days" for k, n in TICKS if k in MEASURED)  # fmt: skip
             ratio = q["tick_history_windows_ratio"]

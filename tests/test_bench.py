@@ -82,6 +82,8 @@ def test_report_shows_windows_and_still_renders_older_single_tick_json():
         old[key]["stages"] = stages
     old["tick_before"] = {"tick_early_0015": 7.7, "tick_early": 9.9, "tick_late": 8.8}
     old["ratios"]["tick_time_of_day_ratio"] = 1.0
+    for key in ("tick_history_equal_work", "tick_history_windows_ratio"):
+        old["ratios"].pop(key, None)
     new.pop("tick_early_0015", None)
     new["tick_before"] = {"tick_early": 9.9, "tick_late": 8.8}
     new["ratios"].pop("tick_time_of_day_ratio", None)
