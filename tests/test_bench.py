@@ -63,8 +63,11 @@ def test_history_ratio_compares_ticks_without_reports_and_falls_back_to_window_m
         "backfill_io_ratio": 10.0,
         "backfill_full_io_ratio": 4.0,
         "airflow_tick_s": 50.0,
-        "airflow_fixed_share": 0.67,
+        "airflow_fixed_share": 0.76,  # 1 - 12.0 / 50.0: against the late ticks without reports, like itself
     }
+    # With the tick before the window through Airflow too, carrying open reports.
+    r["airflow_tick_reports"] = {"seconds": 70.0, "reports": 2}
+    assert bench.ratios(r)["airflow_tick_reports_s"] == 70.0
     # Every late tick carried reports: nothing compares equal work, so the window means stand.
     r["tick_late"] = window("21", [20.0, 22.0], [3, 1])
     got = bench.ratios(r)
@@ -93,8 +96,13 @@ def test_report_shows_windows_and_still_renders_older_single_tick_json():
         one["stages"] = two["stages"] = stages
         new[key] = bench.mean_tick([one, two])
     new["tick_early"]["reports"], new["tick_late"]["reports"] = [0, 0], [1, 0]
+    new["airflow_tick"] |= {"start": "2026-03-21T23:45:00+00:00"}
+    new["airflow_tick_reports"] = {"start": "2026-03-21T21:00:00+00:00", "seconds": 91.5, "reports": 1}
     new["ratios"] = bench.ratios(new)
     text = bench.render([new])
+    assert "| tick through Airflow (12 tasks), carrying 1 open report, at 21:00 | 91.5 |" in text
+    assert f"| tick through Airflow (12 tasks), at 23:45 | {new['airflow_tick']['seconds']} |" in text
+    assert "| one tick through Airflow, carrying 1 open report, s | 91.5 | < 90.0 | NO |" in text
     assert "(mean of 2 ticks, 21:15-21:30, the ticks that carried no report) | 1.4 | <= 1.3 | NO |" in text
     assert "open reports (clustered again each tick): 0 of 2 after 3 days; 1 of 2 after 21 days" in text
     assert "| tick after 3 days, mean of 2 ticks, 21:15-21:30 | 5.0 |" in text
@@ -104,6 +112,7 @@ def test_report_shows_windows_and_still_renders_older_single_tick_json():
     assert "Time of day" not in text
     # Older JSON: single ticks, labelled by their time, and the time-of-day ratio.
     text = bench.render([old])
+    assert "| tick through Airflow (12 tasks) |" in text and "carrying" not in text
     assert "| tick after 3 days, at 00:15 | 3.0 |" in text
     assert "7.7 s before the tick after 3 days, at 00:15" in text
     assert "Time of day: after 3 days, the tick at 23:30 takes 1.0 x" in text
