@@ -158,7 +158,8 @@ def health_row(
     )
     points = sales.select("series_key", "ts")
     before = points.where((F.col("ts") >= F.lit(lookback)) & (F.col("ts") < F.lit(start)))
-    expected = before.select("series_key").distinct().withColumn("_expected", F.lit(1))
+    # Materialised: counted, then joined; computing it scans the lookback's sales (7 days: 1.2 s at scale M).
+    expected = before.select("series_key").distinct().withColumn("_expected", F.lit(1)).localCheckpoint()
     n_expected = expected.count()
     # A point is one row: the table's key is (run_id, series_key, ts). A distinct here cost a 27-million-row
     # shuffle at scale M.
