@@ -1,6 +1,7 @@
 """End to end through Airflow: `airflow dags test` runs the real tasks on small data, through the whole loop: the
 pipeline (with a demo reset), an analyst's edit (repeated), and the rereview, as Spark Connect clients of the
-test session; and the DFU clustering DAG through spark-submit, the other way the same operator runs a job."""
+test session; and the DFU clustering DAG, its dry run the same way and its real run through spark-submit, the
+other way the same operator runs a job."""
 
 import json
 import os
@@ -164,8 +165,9 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, connec
     assert len(smtp_server.messages()) == len(alerts)
 
 
-def test_dfu_clustering_through_airflow(spark, tmp_path, dfu_cfg):
-    """The monthly DFU DAG on generated DFUs: features, train, label, then a dry run and a real MERGE."""
+def test_dfu_clustering_through_airflow(spark, connect_url, tmp_path, dfu_cfg):
+    """The monthly DFU DAG on generated DFUs: features, train, label, then a dry run (its Spark tasks Spark
+    Connect clients of the test session) and a real MERGE (its Spark tasks by spark-submit)."""
     from jobs.dfu import generate as dfu_generate
     from jobs.dfu.evaluate import read_labelled, score
     from tests.conftest import make_clustering_config
@@ -176,8 +178,11 @@ def test_dfu_clustering_through_airflow(spark, tmp_path, dfu_cfg):
     frames = dfu_generate.generate(ccfg.generator, ccfg.clustering.min_months_history)
     dfu_generate.write(spark, cfg, frames)
     env = airflow_env(tmp_path, cfg, DFU_CLUSTERING_CONFIG=str(ccfg.source), DFU_OUTPUT_DIR=str(ccfg.output_dir))
-    # The run due at 1 January 2026: its data interval is December, the month it clusters.
-    airflow(env, "dags", "test", "dfu_clustering", "2026-01-01T00:00:00+00:00", "--conf", json.dumps({"dry_run": True}))
+    # The run due at 1 January 2026: its data interval is December, the month it clusters. Warm: the spark-submit
+    # way (two cold JVMs a run) is the second run's.
+    warm = {**env, "AIRFLOW_CONN_MRS_SPARK": airflow_connection(connect_url)}
+    dry = json.dumps({"dry_run": True})
+    airflow(warm, "dags", "test", "dfu_clustering", "2026-01-01T00:00:00+00:00", "--conf", dry)
     run_dir = ccfg.output_dir / "2025-12"
     for name in ("clustering_features.csv", "cluster_assignments.csv", "cluster_labels.csv", "cluster_profiles.json"):
         assert (run_dir / name).is_file(), name
