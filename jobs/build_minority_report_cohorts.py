@@ -37,8 +37,6 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from jobs.lib.cli import stage_main
 from jobs.lib.config import Cohorting, Config
@@ -165,6 +163,10 @@ def cohort_tick(s: pd.DataFrame, t: pd.Timestamp, c: Cohorting) -> pd.DataFrame:
     s["feed_refs"] = [
         feed_refs(e, k) for e, k in zip(s["supporting_evidence"], s["proposed_cause_category"], strict=True)
     ]
+    # Imported where it runs, in the Python workers, not in every client of this module (~1 s at import).
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     i, j, kind = link(s, t, c)
     n = len(s)
     graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))

@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from scipy import stats
 
 from jobs.lib.cli import stage_main
 from jobs.lib.config import Config
@@ -241,6 +240,10 @@ def _window_sum(a: np.ndarray, w: int) -> np.ndarray:
 def tail_z(actual: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     """Signed z of a count under a negative binomial with this mean and variance (its tail, not a normal's:
     a run of zeros where 40 units were expected is far less likely than a Gaussian says)."""
+    # Imported where it runs, in the Python workers: scipy.stats costs every client that imports this module
+    # ~1.5 s, and an Airflow task is one such client.
+    from scipy import stats
+
     var = np.maximum(var, mean * 1.0001)
     r = mean**2 / (var - mean)
     prob = r / (r + mean)
