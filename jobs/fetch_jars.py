@@ -70,13 +70,16 @@ def fetch(dest: Path, conf_dir: Path) -> list[Path]:
         f"spark.driver.extraClassPath   {classpath}\n"
         f"spark.executor.extraClassPath {classpath}\n"
     )
-    # Spark's INFO chatter would bury each task's own log lines in Airflow.
+    # Spark's INFO chatter would bury each task's own log lines in Airflow. A Spark Connect server logs every
+    # error it returns with its stack trace: the client's (the Airflow task's) log has it already, and most are
+    # expected (a job asking for a table that only another DAG creates).
     (conf_dir / "log4j2.properties").write_text(
         "rootLogger.level = warn\nrootLogger.appenderRef.stdout.ref = console\n"
         "appender.console.type = Console\nappender.console.name = console\nappender.console.target = SYSTEM_ERR\n"
         "appender.console.layout.type = PatternLayout\n"
         "appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex\n"
         "logger.delta.name = org.apache.spark.sql.delta\nlogger.delta.level = warn\n"
+        "logger.connect.name = org.apache.spark.sql.connect.utils.ErrorUtils\nlogger.connect.level = off\n"
     )
     (dest / ".complete").write_text("\n".join(p.name for p in keep) + "\n")
     print(f"cached {len(keep)} jars in {dest}; classpath written to {conf_dir / 'spark-defaults.conf'}")
