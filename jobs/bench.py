@@ -441,11 +441,11 @@ def bench_scale(scale: str, root: Path) -> dict:
 
 def ratios(r: dict) -> dict:
     work = r["tick_late"]["seconds"]
-    # The Airflow tick after the window carried no report (where the data holds none then): its fixed cost is
-    # what it takes beyond the window's ticks without reports.
-    quiet = quiet_mean(r["tick_late"]) or work
     windows = r["tick_late"]["seconds"] / r["tick_early"]["seconds"]
     early, late = quiet_mean(r["tick_early"]), quiet_mean(r["tick_late"])
+    # The Airflow tick after the window carried no report (where the data holds none then): its fixed cost is
+    # what it takes beyond the window's ticks without reports.
+    quiet = work if late is None else late
     equal = early is not None and late is not None
     return {
         # Equal work where both windows have ticks without reports; else the window means.
