@@ -441,7 +441,7 @@ def bench_scale(scale: str, root: Path) -> dict:
 
 def ratios(r: dict) -> dict:
     work = r["tick_late"]["seconds"]
-    windows = r["tick_late"]["seconds"] / r["tick_early"]["seconds"]
+    windows = work / r["tick_early"]["seconds"]
     early, late = quiet_mean(r["tick_early"]), quiet_mean(r["tick_late"])
     # The Airflow tick after the window carried no report (where the data holds none then): its fixed cost is
     # what it takes beyond the window's ticks without reports.

@@ -1,6 +1,8 @@
 """DAG integrity: imports cleanly, is configured for safe scheduling, and no two tasks write one table."""
 
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -210,3 +212,12 @@ def test_dfu_clustering_runs_the_notes_steps_monthly(dagbag):
     for key, bad in (("as_of", "2025-13"), ("k_range", [1, 5]), ("k_range", [3]), ("min_cluster_size_pct", 80)):
         with pytest.raises(ParamValidationError):
             params.get_param(key).resolve(bad)
+
+
+def test_a_stage_task_imports_no_library_its_workers_or_charts_need():
+    """Every Airflow task is a fresh client process: scipy, scikit-learn and matplotlib (~1-3 s each to import)
+    belong inside the functions that run in the Python workers or draw, not at a stage module's top."""
+    heavy = ("scipy", "sklearn", "matplotlib")
+    code = f"import sys, jobs.pipeline; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
