@@ -101,9 +101,14 @@ class Params:
         return max(self.windows) - 1 + self.off_ticks
 
     @property
+    def context_start(self) -> datetime:
+        """The first tick whose sales a run reads, given the days' baselines (``context_ticks`` before ``start``)."""
+        return self.start - timedelta(seconds=self.tick_seconds * self.context_ticks)
+
+    @property
     def first_day(self) -> datetime:
-        """Midnight of the first tick whose score a run needs (``context_ticks`` before ``start``)."""
-        first = self.start - timedelta(seconds=self.tick_seconds * self.context_ticks)
+        """Midnight of ``context_start``: the first day whose baseline a run needs."""
+        first = self.context_start
         return datetime.combine(first.date(), datetime.min.time(), tzinfo=first.tzinfo)
 
     @property
@@ -324,7 +329,7 @@ def detect_series(
     pdf: pd.DataFrame, open_pdf: pd.DataFrame, p: Params, profiles: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """All detection rows of the series in ``pdf`` for the ticks in [p.start, p.end), from their sales (``pdf``:
-    from ``p.first_day`` on; with no ``profiles``, from ``p.history_start`` on, and the profiles computed here).
+    from ``p.context_start`` on; with no ``profiles``, from ``p.history_start`` on, and the profiles computed here).
 
     Vectorised over series (an array of series x ticks): the per-series Python cost, not the arithmetic, was a
     tick's cost at 10,000 series. Each series' rows are those it would get alone."""
@@ -363,11 +368,15 @@ def detect_series(
     hd_all = np.repeat(hd_all, slots, axis=1)
     k_all = np.repeat(k_all, slots, axis=1)
 
-    z, zw, score = scores(grid, b_all, k_all, p)
-    i0 = int((start - day0) // tick)  # index of `start` within the scored arrays
+    i0 = int((start - day0) // tick)  # index of `start` within the day grid
     n = int((end - start) // tick)
     sl = slice(i0, i0 + n)
-    yr, br, sr, zr = grid[:, sl], b_all[:, sl], score[:, sl], z[:, sl]
+    # Scored from the context on, not from midnight: a tick at 21:00 scored the day's 85 ticks to keep one.
+    # Window sums and tail probabilities are element by element, so each tick's score is unchanged.
+    c0 = i0 - p.context_ticks
+    z, zw, score = scores(grid[:, c0 : i0 + n], b_all[:, c0 : i0 + n], k_all[:, c0 : i0 + n], p)
+    ss = slice(p.context_ticks, p.context_ticks + n)  # the interval within the scored arrays
+    yr, br, sr, zr = grid[:, sl], b_all[:, sl], score[:, ss], z[:, ss]
 
     # Hysteresis as "the latest opening event is more recent than the latest closing event".
     below = np.where(np.isnan(score), 0.0, (score < p.score_off).astype(float))
@@ -376,8 +385,8 @@ def detect_series(
     open_rows = open_pdf.drop_duplicates("series_key").set_index("series_key") if len(open_pdf) else None
     carried = row_of.isin(open_rows.index) if open_rows is not None else np.zeros(n_series, dtype=bool)
     pos = np.arange(n)
-    last_open = np.maximum.accumulate(np.where(opening[:, sl], pos, -2), axis=1)
-    last_close = np.maximum.accumulate(np.where(closing[:, sl], pos, -2), axis=1)
+    last_open = np.maximum.accumulate(np.where(opening[:, ss], pos, -2), axis=1)
+    last_close = np.maximum.accumulate(np.where(closing[:, ss], pos, -2), axis=1)
     last_open = np.where(last_open == -2, np.where(carried, -1, -2)[:, None], last_open)
     state = last_open > last_close
     prev = np.concatenate([carried[:, None], state[:, :-1]], axis=1)
@@ -392,7 +401,7 @@ def detect_series(
             "baseline_units": flat(br),
             "history_days": flat(hd_all[:, sl]),
             "z_score": flat(zr),
-            "z_window": np.where(np.isnan(flat(zr)), np.nan, flat(zw[:, sl])),
+            "z_window": np.where(np.isnan(flat(zr)), np.nan, flat(zw[:, ss])),
             "anomaly_score": flat(sr),
             "direction": np.where(np.isnan(flat(zr)), None, np.where(flat(zr) >= 0, "spike", "drop")),
             "is_anomalous": flat(state),
@@ -473,7 +482,7 @@ def detect(series: DataFrame, open_reports: DataFrame, p: Params, baselines: Dat
     """Sales time series (+ the previous tick's open reports) -> one detection row per series and tick.
 
     With ``baselines`` (per series and day of ``p.days``, as ``profiles`` makes them) ``series`` needs rows
-    from ``p.first_day`` only; without, from ``p.history_start``, and the baselines are computed on the way.
+    from ``p.context_start`` only; without, from ``p.history_start``, and the baselines are computed on the way.
     Series go to pandas in ``series_batches`` batches (``detect_series`` is vectorised over a batch)."""
     params = asdict(p)
     given = baselines is not None
@@ -563,7 +572,7 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     p = Params.from_config(cfg, start, end)
     written = {"baseline_profile_log": ensure_baselines(lake, p, run_id, cfg.detection.model_version)}
     baselines = lake.read("baseline_profile_log", run_id).where(F.col("date").isin(p.days))
-    series = read_sales(lake, run_id, p.first_day, end)
+    series = read_sales(lake, run_id, p.context_start, end)
     rows = detect(series, read_open_reports(lake, p, run_id), p, baselines).persist()
     for name, df in to_logs(rows, run_id, cfg.detection.model_version).items():
         written[name] = lake.append_new(name, df, within=(start, end))
