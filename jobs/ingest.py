@@ -441,7 +441,7 @@ def ingest_feeds(spark: SparkSession, lake: Lakehouse, cfg: Config, start, end, 
         written[feed.table] = lake.append_new(feed.table, feed_rows(classified, feed, run_id, start, end))
         owned = classified.where((F.col("tick_ts") >= F.lit(start)) & (F.col("tick_ts") < F.lit(end)))
         written[f"{feed.table}_quarantined"] = lake.append_new(
-            "ingest_quarantine", quarantine_rows(owned, run_id), dates_of(start, end)
+            "ingest_quarantine", quarantine_rows(owned, run_id), dates_of(start, end), skip_if_empty=True
         )
         classified.unpersist()
     return written
@@ -467,7 +467,9 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     if classified is not None:
         accepted = accepted_rows(classified, run_id)
         written["unified_sales_data"] = lake.append_new("unified_sales_data", accepted, within=(start, end))
-        written["ingest_quarantine"] = lake.append_new("ingest_quarantine", quarantine_rows(classified, run_id), days)
+        written["ingest_quarantine"] = lake.append_new(
+            "ingest_quarantine", quarantine_rows(classified, run_id), days, skip_if_empty=True
+        )
         written["sales_timeseries_data"] = lake.append_new(
             "sales_timeseries_data", to_timeseries(accepted, tick_s, grain), within=(start, end)
         )

@@ -66,3 +66,16 @@ def test_a_job_asks_once_whether_a_table_exists_but_never_remembers_a_missing_on
     assert lake.append_new(name, audit_tick(spark, DAY + TICK, 6), within=(DAY + TICK, DAY + 2 * TICK)) == 1
     assert lake.checks == before  # found once, then known for the rest of the job
     assert lake.exists(name, recheck=True) and lake.checks == before + 1  # a service's health check asks
+
+
+def test_an_empty_frame_skipped_creates_the_table_and_commits_nothing_a_full_one_still_merges(spark, tmp_path):
+    lake = Lakehouse(spark, make_config(tmp_path))
+    name = "ingest_audit_log"
+    empty = audit_tick(spark, DAY, 1).limit(0)
+    assert lake.append_new(name, empty, within=(DAY, DAY + TICK), skip_if_empty=True) == 0
+    assert lake.exists(name, recheck=True) and lake.read(name).count() == 0
+    version = spark.sql(f"DESCRIBE HISTORY {lake.table_sql(name)}").agg({"version": "max"}).first()[0]
+    assert version == 0  # the CREATE only: no MERGE ran
+    assert lake.append_new(name, audit_tick(spark, DAY, 7), within=(DAY, DAY + TICK), skip_if_empty=True) == 1
+    assert lake.append_new(name, audit_tick(spark, DAY, 8), within=(DAY, DAY + TICK), skip_if_empty=True) == 0
+    assert [r["rows_read"] for r in lake.read(name).collect()] == [7]
