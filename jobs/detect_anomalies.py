@@ -575,8 +575,10 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     series = read_sales(lake, run_id, p.context_start, end)
     rows = detect(series, read_open_reports(lake, p, run_id), p, baselines).persist()
     for name, df in to_logs(rows, run_id, cfg.detection.model_version).items():
-        # Most ticks open no report: the MRDL's share of the persisted rows is then empty.
-        written[name] = lake.append_new(name, df, within=(start, end), skip_if_empty=True)
+        # Most ticks open no report: the MRDL's share of the persisted rows is then empty (the other two logs
+        # hold a row per series and tick, so testing them would be a query for nothing).
+        mrdl = name == "minority_reports_detected_log"
+        written[name] = lake.append_new(name, df, within=(start, end), skip_if_empty=mrdl)
     rows.unpersist()
     return written
 
