@@ -12,7 +12,8 @@ Tasks, each a `spark-submit` of one job, and the tables each writes:
 - `detect_anomalies` (`jobs/detect_anomalies.py`): `baseline_sales_model_prediction_log`,
   `anomaly_classifier_model_prediction_log`, `minority_reports_detected_log`
 - `cluster_minority_report` (`jobs/cluster_minority_report.py`): `minority_reports_clustered_log` (feature
-  vector and nearest named cluster of the library version in `clustering.library_version`)
+  vector and nearest named cluster of the library version in `clustering.library_version`) and
+  `minority_report_reference_price` (each new report's usual price)
 - `propose_cause_for_minority` (`jobs/propose_cause_for_minority.py`): `minority_reports_proposed_attribution_log`
   (ranked causes with confidence and the evidence behind them)
 - `build_minority_report_cohorts` (`jobs/build_minority_report_cohorts.py`): `minority_reports_cohorted_log`,

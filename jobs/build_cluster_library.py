@@ -180,7 +180,8 @@ def learn_from_run(spark: SparkSession, cfg: Config, run_id: str, truth: pd.Data
     inputs = clustering.read_inputs(lake, cfg, run_id, None, _far_future(), snaps=snaps)
     if inputs is None:
         raise ValueError(f"run {run_id} has no minority reports to learn from")
-    vectors = clustering.cluster(*inputs, None, cfg, run_id).where(F.col("feature_vector").isNotNull())
+    prices, _ = clustering.report_prices(lake, cfg, run_id, snaps)
+    vectors = clustering.cluster(*inputs, prices, None, cfg, run_id).where(F.col("feature_vector").isNotNull())
     pdf = vectors.select("report_id", "series_key", "window_start", "window_end", "written_at", "feature_vector")
     pdf = pdf.toPandas().sort_values("report_id").reset_index(drop=True)
     for c in ("window_start", "window_end", "written_at"):

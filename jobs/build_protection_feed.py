@@ -9,7 +9,7 @@ cause, confidence, review status and report status (the current MRFL row, whose 
 
 The unit price is the report's own revenue per unit over its active ticks with units sold; a report that sold
 nothing falls back to its series' usual price over the ``clustering.reference_days`` before its window (the
-clustering stage's reference price), else 0. A tick without data counts as no sales and no baseline (as the
+reference price the clustering stage stores), else 0. A tick without data counts as no sales and no baseline (as the
 detector's totals do), so a report's anomalous units add up to its MRDL attributed minus baseline totals; such
 a tick, one without a baseline, and one whose revenue is missing (then estimated at units x price) are degraded.
 
@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cluster_minority_report import reference_prices
+from jobs.cluster_minority_report import report_prices
 from jobs.lib.cli import range_or_full
 from jobs.lib.config import Config, load_config
 from jobs.lib.tables import MRFL_ORDER, TABLES, Lakehouse, conform, latest, sql_string
@@ -56,14 +56,14 @@ def protection_rows(
     baseline: DataFrame,
     sales: DataFrame,
     mrch_current: DataFrame,
+    prices: DataFrame,
     include_statuses: Iterable[str],
-    reference_days: int = 7,
 ) -> DataFrame:
     """The feed rows of the reports in ``mrfl_current`` (one current MRFL row per report, of one run).
 
     ``mrdl``: the reports' snapshots (only ``active`` ones become rows); ``baseline`` and ``sales``: the series'
-    rows at those ticks, ``sales`` also the ``reference_days`` before each window (the fallback price);
-    ``mrch_current``: each report's latest MRCH row (its event), if any.
+    rows at those ticks; ``mrch_current``: each report's latest MRCH row (its event), if any; ``prices``: each
+    report's reference price (report_id, ref_price), the fallback.
     """
     statuses = list(include_statuses)
     unknown = sorted(set(statuses) - set(REVIEW_STATUSES))
@@ -115,8 +115,7 @@ def protection_rows(
     own = priced.groupBy("run_id", "report_id").agg(
         (F.sum(F.col("_revenue").cast(_EXACT)) / F.sum(F.col("_units").cast(_EXACT))).cast("double").alias("_own")
     )
-    reports = ticks.select("report_id", "series_key", "window_start").distinct()
-    usual = reference_prices(reports, sales, reference_days).withColumnRenamed("ref_price", "_usual")
+    usual = prices.select("report_id", F.col("ref_price").alias("_usual"))
     events = mrch_current.select("run_id", "report_id", F.col("report_group_id").alias("event_id"))
 
     rows = (
@@ -179,16 +178,16 @@ def build(
     series = mrdl.select("series_key").distinct()
     baseline = lake.read_ticks("baseline_sales_model_prediction_log", run_id, lo, end)
     baseline = baseline.join(series, "series_key", "left_semi")
-    lo_price = lo - timedelta(days=lake.cfg.clustering.reference_days)
-    sales = lake.read_ticks("sales_timeseries_data", run_id, lo_price, end).join(series, "series_key", "left_semi")
+    sales = lake.read_ticks("sales_timeseries_data", run_id, lo, end).join(series, "series_key", "left_semi")
+    prices, _ = report_prices(lake, lake.cfg, run_id, mrdl)  # stored by the clustering stage
     rows = protection_rows(
         latest(mrfl, "run_id", "report_id", order=MRFL_ORDER),
         mrdl,
         baseline,
         sales,
         latest(mrch, "run_id", "report_id"),
+        prices,
         lake.cfg.protection.include_statuses,
-        lake.cfg.clustering.reference_days,
     )
     return ids, rows
 

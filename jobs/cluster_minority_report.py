@@ -10,6 +10,10 @@ Causal and replayable: a snapshot at tick t reads only rows at or before t (the 
 reports at each of its ticks, the week of prices before the report), so one run over a range writes exactly
 what tick-by-tick runs write. The library is read, never written, here: ``build_cluster_library`` owns it.
 
+A report's reference price (its usual revenue per unit over ``clustering.reference_days`` before its window) is
+computed once, at the first tick that clusters it, and kept in ``minority_report_reference_price``: later ticks,
+and the protection feed, read it there instead of scanning that week of sales again.
+
     spark-submit jobs/cluster_minority_report.py --config conf/mrs.yaml --start ... --end ...
 """
 
@@ -27,10 +31,11 @@ from pyspark.sql import functions as F
 from jobs.lib.cli import stage_main
 from jobs.lib.config import Config
 from jobs.lib.features import BREADTH, FEATURES, Library, slice_features
-from jobs.lib.tables import TABLES, Lakehouse
+from jobs.lib.tables import TABLES, Lakehouse, conform
 from jobs.lib.ticks import dates_between, dates_of, naive_utc
 
-WRITES = ("minority_reports_clustered_log",)
+WRITES = ("minority_reports_clustered_log", "minority_report_reference_price")
+PRICES = "minority_report_reference_price"
 
 REPORT_COLS = ["report_id", "series_key", "store_id", "sku", "retailer_id", "region", "category", "window_start"]
 SNAPSHOT_COLS = [*REPORT_COLS, "window_end", "direction", "report_status", "written_at", "is_degraded", "date"]
@@ -102,6 +107,32 @@ def reference_prices(reports: DataFrame, sales: DataFrame, days: int) -> DataFra
     return hist.groupBy("r.report_id").agg((revenue / units).cast("double").alias("ref_price"))
 
 
+def report_prices(lake: Lakehouse, cfg: Config, run_id: str, snaps: DataFrame) -> tuple[DataFrame, DataFrame | None]:
+    """(report_id, ref_price) for the reports of ``snaps``, and the price rows computed here (None when every
+    report's price was stored already). Only the clustering stage stores them; other readers compute and drop."""
+    reports = snaps.groupBy("report_id", "series_key", "window_start").agg(F.min("written_at").alias("written_at"))
+    stored = lake.read(PRICES, run_id).select("report_id", "ref_price")
+    missing = reports.join(stored, "report_id", "left_anti")
+    lo, hi = missing.agg(F.min("window_start"), F.max("window_start")).first()
+    known = stored.join(reports, "report_id", "left_semi")
+    if lo is None:
+        return known, None
+    days = cfg.clustering.reference_days
+    sales = lake.read_ticks("sales_timeseries_data", run_id, lo - timedelta(days=days), hi)
+    sales = sales.join(missing.select("series_key").distinct(), "series_key", "left_semi")
+    new = missing.join(reference_prices(missing, sales, days), "report_id", "left").select(
+        F.lit(run_id).alias("run_id"),
+        "report_id",
+        "series_key",
+        "window_start",
+        F.lit(days).alias("reference_days"),
+        "ref_price",
+        "written_at",
+    )
+    new = conform(new, TABLES[PRICES].schema).localCheckpoint()
+    return known.unionByName(new.select("report_id", "ref_price")), new
+
+
 def featurize_and_match(
     snaps: DataFrame, slice_rows: DataFrame, library: Library | None, run_id: str, tick_seconds: int
 ) -> DataFrame:
@@ -171,7 +202,7 @@ def featurize_and_match(
 
 def read_inputs(lake: Lakehouse, cfg: Config, run_id: str, start: datetime, end: datetime, snaps=None):
     """The bounded inputs: the interval's snapshots (or those given), and the rows from their earliest
-    window_start (and the price history before it) to the end of the interval."""
+    window_start to the end of the interval."""
     mrdl = lake.read("minority_reports_detected_log", run_id)
     if snaps is None:
         snaps = mrdl.where(dates_between(start, end)).where(
@@ -180,9 +211,8 @@ def read_inputs(lake: Lakehouse, cfg: Config, run_id: str, start: datetime, end:
     lo = snaps.agg(F.min("window_start")).first()[0]
     if lo is None:
         return None
-    lo_price = lo - timedelta(days=cfg.clustering.reference_days)
     in_range = (F.col("ts") >= F.lit(lo)) & (F.col("ts") < F.lit(end))
-    sales = lake.read("sales_timeseries_data", run_id).where(dates_between(lo_price, end)).where(F.col("ts") < end)
+    sales = lake.read("sales_timeseries_data", run_id).where(dates_between(lo, end)).where(in_range)
     sales = sales.select(
         "series_key", "store_id", "sku", "retailer_id", "region", "category", "ts", "units", "revenue", "source_rows"
     )
@@ -207,17 +237,17 @@ def cluster(
     baseline: DataFrame,
     active: DataFrame,
     since: datetime,
+    prices: DataFrame,
     library: Library | None,
     cfg: Config,
     run_id: str,
 ) -> DataFrame:
-    """The stage as one transform: MRDL snapshots and their inputs (from ``since``, the earliest window_start)
-    -> MRCL rows."""
+    """The stage as one transform: MRDL snapshots and their inputs (from ``since``, the earliest window_start),
+    with each report's reference price (``report_prices``) -> MRCL rows."""
     reports = snaps.groupBy(*REPORT_COLS).agg(F.max("written_at").alias("last_tick"))
     spine = report_ticks(reports, baseline)
     slice_rows = breadth(sales.where(F.col("ts") >= F.lit(since)), active, at=spine)
     slice_rows = slice_rows.select(*[c.split()[0] for c in SLICE_SCHEMA.split(", ")])
-    prices = reference_prices(reports, sales, cfg.clustering.reference_days)
     snaps = snaps.select(*SNAPSHOT_COLS).join(prices, "report_id", "left")
     return featurize_and_match(snaps, slice_rows, library, run_id, cfg.tick_seconds)
 
@@ -256,9 +286,11 @@ def run(spark: SparkSession, cfg: Config, start: datetime, end: datetime, run_id
     if inputs is None:
         return {"minority_reports_clustered_log": 0}
     library = load_library(lake, cfg)
-    mrcl = cluster(*inputs, library, cfg, run_id)
+    prices, new_prices = report_prices(lake, cfg, run_id, inputs[0])
+    mrcl = cluster(*inputs, prices, library, cfg, run_id)
     written = lake.append_new("minority_reports_clustered_log", mrcl, dates_of(start, end))
-    return {"minority_reports_clustered_log": written}
+    priced = 0 if new_prices is None else lake.append_new(PRICES, new_prices)
+    return {"minority_reports_clustered_log": written, PRICES: priced}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cluster_minority_report import cluster, load_library, read_inputs
+from jobs.cluster_minority_report import cluster, load_library, read_inputs, report_prices
 from jobs.lib.cli import run_id_main
 from jobs.lib.config import Config
 from jobs.lib.tables import TABLES, Lakehouse, conform
@@ -102,7 +102,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> dict:
     snaps = mrdl.where(dates_between(lo, end)).join(at, ["report_id", "written_at"])
     # The clustering stage's interval, up to the latest snapshot's tick (start is not read when snaps are given).
     inputs = read_inputs(lake, cfg, run_id, lo, end, snaps=snaps)
-    mrcl = cluster(*inputs, load_library(lake, cfg), cfg, run_id)
+    prices, _ = report_prices(lake, cfg, run_id, snaps)  # stored by the clustering stage
+    mrcl = cluster(*inputs, prices, load_library(lake, cfg), cfg, run_id)
     written = lake.append_new("rereview_clustered_log", stamp(mrcl, ticks, "rereview_clustered_log"))
     return {"rereview_clustered_log": written, "stale": stale}
 

@@ -295,6 +295,21 @@ MINORITY_REPORTS_CLUSTERED_LOG = StructType(
 )
 
 
+# A report's usual price, computed once (its first clustered tick) from the sales before its window: the
+# clustering features and the protection feed's fallback price read it instead of scanning those days again.
+MINORITY_REPORT_REFERENCE_PRICE = StructType(
+    [
+        _f("run_id", StringType(), False),
+        _f("report_id", StringType(), False),
+        _f("series_key", StringType(), False),
+        _f("window_start", TimestampType(), False),
+        _f("reference_days", IntegerType(), False),  # the days before window_start it is averaged over
+        _f("ref_price", DoubleType()),  # revenue per unit; NULL: no priced sales in those days
+        _f("written_at", TimestampType(), False),  # the report's first snapshot
+    ]
+)
+
+
 def _cause(suffix=""):
     return [
         _f(f"proposed_cause{suffix}", StringType()),

@@ -388,10 +388,10 @@ def test_health_run_counts_rows_written_and_adds_nothing_when_repeated(spark, tm
     written = row.rows_written
     assert (written["ingest_audit_log"], written["sales_timeseries_data"], written["minority_event_log"]) == (4, 8, 0)
     # The pipeline's own tables, not the other DAGs' (edits, rereviews, the cluster library).
-    assert "minority_reports" in written and "protection_feed" in written and "user_edits_log" in written
+    assert {"minority_reports", "protection_feed", "user_edits_log", "minority_report_reference_price"} <= set(written)
     assert not {"rereview_clustered_log", "user_minority_events_edits_log", "cluster_library"} & set(written)
     not_counted = {"minority_reports_as_of", "minority_events_as_of", "ui_notifications_log", "pipeline_health_log"}
-    assert not not_counted & set(written) and len(written) == 20
+    assert not not_counted & set(written) and len(written) == 21
     assert (row.rows_read, row.rows_quarantined, row.written_at) == (400, 4, t(3).replace(tzinfo=None))
 
 

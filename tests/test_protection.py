@@ -7,6 +7,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from jobs import build_protection_feed as job
+from jobs.cluster_minority_report import reference_prices, report_prices
 from jobs.lib.tables import CATALOG_SCHEMA, MRFL_ORDER, TABLES, Lakehouse, latest, views
 from tests.conftest import make_config
 
@@ -200,6 +201,12 @@ def assert_feed(actual, rows):
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def usual_prices(spark):
+    """The reference prices the clustering stage stores for these reports (C's: 5)."""
+    reports = frame(spark, "minority_reports_detected_log", MRDL).select("report_id", "series_key", "window_start")
+    return reference_prices(reports.distinct(), frame(spark, "sales_timeseries_data", SALES), 7)
+
+
 def test_rows_of_included_reports_at_their_active_ticks(spark):
     out = job.protection_rows(
         latest(frame(spark, "minority_reports_finalised_log", MRFL), "run_id", "report_id", order=MRFL_ORDER),
@@ -207,8 +214,8 @@ def test_rows_of_included_reports_at_their_active_ticks(spark):
         frame(spark, "baseline_sales_model_prediction_log", BASELINE),
         frame(spark, "sales_timeseries_data", SALES),
         latest(frame(spark, "minority_reports_cohorted_log", MRCH), "run_id", "report_id"),
+        usual_prices(spark),
         ["confirmed", "auto_confirmed"],
-        reference_days=7,
     )
     assert_feed(out, expected_rows())
 
@@ -221,6 +228,7 @@ def test_missing_data_counts_as_no_sales_and_no_baseline_and_unknown_statuses_ar
         frame(spark, "baseline_sales_model_prediction_log", rows),
         frame(spark, "sales_timeseries_data", [sale("S1|K1", t(1), 9.0, 18.0)]),
         frame(spark, "minority_reports_cohorted_log", []),
+        spark.createDataFrame([], "report_id string, ref_price double"),
         ["confirmed"],
     )
     a = (None, "confirmed", "Competitor Stockout", 0.9, 1)
@@ -229,7 +237,7 @@ def test_missing_data_counts_as_no_sales_and_no_baseline_and_unknown_statuses_ar
         out, [feed_row("MR-A", 0, 0.0, 0.0, 0.0, 0.0, *a, True), feed_row("MR-A", 1, 9.0, 0.0, 18.0, 18.0, *a, True)]
     )
     with pytest.raises(ValueError, match="unknown review status"):
-        job.protection_rows(*[frame(spark, "minority_reports_finalised_log", [])] * 5, ["confirmed", "maybe"])
+        job.protection_rows(*[frame(spark, "minority_reports_finalised_log", [])] * 6, ["confirmed", "maybe"])
 
 
 def write(lake, table, rows):
@@ -258,6 +266,30 @@ def arrive(lake, lo, hi, series=True):
 
 def feed(lake):
     return lake.read("protection_feed", RUN)
+
+
+def test_a_reports_reference_price_is_computed_once_then_read_from_its_table(spark, tmp_path, monkeypatch):
+    lake = Lakehouse(spark, make_config(tmp_path))
+    # C's series: 2 units for 10 the day before its window count, 1 for 100 eight days before do not.
+    write(lake, "sales_timeseries_data", [*SALES, sale("S1|K2", T0 - timedelta(days=8), 1.0, 100.0)])
+    snaps = frame(spark, "minority_reports_detected_log", MRDL)
+    prices, new = report_prices(lake, lake.cfg, RUN, snaps)
+    # A and B sold nothing before their windows: no price, stored as such.
+    expected = [("MR-A", None), ("MR-B", None), ("MR-C", 5.0)]
+    assert_df_equality(prices, spark.createDataFrame(expected, "report_id string, ref_price double"),
+                       ignore_row_order=True, ignore_nullable=True)  # fmt: skip
+    stored = [(RUN, r, REPORTS[r][0], REPORTS[r][1], 7, p, REPORTS[r][1]) for r, p in expected]  # first snapshot
+    assert_df_equality(new, spark.createDataFrame(stored, TABLES["minority_report_reference_price"].schema),
+                       ignore_row_order=True, ignore_nullable=True)  # fmt: skip
+    assert lake.append_new("minority_report_reference_price", new) == 3
+
+    def no_scan(*args):
+        raise AssertionError("a stored price was computed again from the sales")
+
+    monkeypatch.setattr(lake, "read_ticks", no_scan)
+    again, none = report_prices(lake, lake.cfg, RUN, snaps)
+    assert none is None
+    assert_df_equality(again, prices, ignore_row_order=True)
 
 
 def test_incremental_runs_track_reviews_and_equal_a_full_rebuild(spark, tmp_path):

@@ -116,6 +116,13 @@ TABLES: dict[str, Table] = {
             description="MRCL: feature vector and nearest library cluster per report per tick",
         ),
         Table(
+            "minority_report_reference_price",
+            mrs.MINORITY_REPORT_REFERENCE_PRICE,
+            ("run_id", "report_id"),
+            (),
+            "each report's usual revenue per unit before its window, written by clustering when it first sees it",
+        ),
+        Table(
             "minority_reports_proposed_attribution_log",
             mrs.MINORITY_REPORTS_PROPOSED_ATTRIBUTION_LOG,
             ("run_id", "report_id", "written_at"),
