@@ -24,7 +24,8 @@ export AIRFLOW__CORE__UNIT_TEST_MODE := False
 # Spark jobs run as clients of the warm local session `make airflow` starts (`make spark-server`); set
 # {"conn_type": "spark", "host": "local[*]"} (or a cluster's master) to spark-submit each job instead.
 SPARK_CONNECT_PORT ?= 15002
-export AIRFLOW_CONN_MRS_SPARK ?= {"conn_type": "spark_connect", "host": "127.0.0.1", "port": $(SPARK_CONNECT_PORT)}
+# The extra names the socket of the job runner the server starts beside it (jobs/job_runner.py).
+export AIRFLOW_CONN_MRS_SPARK ?= {"conn_type": "spark_connect", "host": "127.0.0.1", "port": $(SPARK_CONNECT_PORT), "extra": {"job_runner": "$(or $(TMPDIR),/tmp)/mrs-jobs-$(SPARK_CONNECT_PORT).sock"}}
 # Alerts are emailed through this connection; by default to the local mailbox `make airflow` starts.
 export AIRFLOW_CONN_SMTP_DEFAULT ?= {"conn_type": "smtp", "host": "127.0.0.1", "port": 8025, "extra": {"disable_tls": true}}
 POOL := mrs_lakehouse_writers

@@ -265,19 +265,37 @@ def probe(argv: list[str]) -> None:
 
 
 def fixed_costs(cfg: Config, root: Path, url: str, repeats: int = 3) -> dict:
-    """The probe job by spark-submit (cold JVM, the classic way) and as a Spark Connect client; medians."""
+    """The probe job by spark-submit (cold JVM, the classic way), as a Spark Connect client started as a new
+    process, and as one forked from the job runner (as the Airflow tasks start it); medians."""
+    from jobs.job_runner import default_socket, run_job
+
     table = root / "scratch" / "probe"
     # A Connect client leaves SPARK_REMOTE and SPARK_CONNECT_MODE_ENABLED set: a classic job must not see them.
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
     probe = ["probe", "--config", str(cfg.source), "--table", str(table)]
     classic = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]", str(Path(__file__)), *probe]
     connect = [sys.executable, "-m", "jobs.bench", *probe]
+    runner = default_socket(int(url.rstrip("/").rpartition(":")[2]))
+
+    def forked(cmd, e):
+        lines = []
+        code = run_job(runner, "jobs.bench", probe, e, str(REPO_ROOT), lines.append)
+        return subprocess.CompletedProcess(cmd, code, "\n".join(lines), "\n".join(lines))
+
+    def started(cmd, e):
+        return subprocess.run(cmd, env=e, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+
+    remote = {**env, "SPARK_REMOTE": url}
     out = {}
-    for mode, cmd, e in (("spark_submit", classic, env), ("spark_connect", connect, {**env, "SPARK_REMOTE": url})):
+    for mode, run, cmd, e in (
+        ("spark_submit", started, classic, env),
+        ("spark_connect", started, connect, remote),
+        ("job_runner", forked, connect, remote),
+    ):
         runs = []
         for _ in range(repeats):
             t = time.perf_counter()
-            res = subprocess.run(cmd, env=e, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+            res = run(cmd, e)
             wall = time.perf_counter() - t
             line = next((x for x in res.stdout.splitlines() if x.startswith("PROBE ")), None)
             if res.returncode or line is None:
@@ -572,7 +590,14 @@ def render(results: list[dict]) -> str:
             f"{f['spark_submit']['delta_commit_s']} s commit) and {f['spark_connect']['wall_s']} s as a Spark "
             f"Connect client ({f['spark_connect']['process_start_s']} s process start and imports, "
             f"{f['spark_connect']['session_s']} s session, {f['spark_connect']['delta_read_s']} s read, "
-            f"{f['spark_connect']['delta_commit_s']} s commit). The warm server started in {r['server_start_s']} s.",
+            f"{f['spark_connect']['delta_commit_s']} s commit)"
+            + (
+                f", and {f['job_runner']['wall_s']} s forked from the job runner as the Airflow tasks start it "
+                f"({f['job_runner']['process_start_s']} s fork and imports)"
+                if "job_runner" in f
+                else ""
+            )
+            + f". The warm server started in {r['server_start_s']} s.",
             "",
             f"Memory (peak RSS, GiB): driver JVM {r['memory_gib']['driver_jvm']}, Python workers "
             f"{r['memory_gib']['python_workers']}, client {r['memory_gib']['client']}.",

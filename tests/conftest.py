@@ -119,9 +119,20 @@ def spark(small_cfg):
 
 
 @pytest.fixture(scope="session")
-def connect_url(spark) -> str:
-    """The test session's own Spark Connect endpoint."""
-    return f"sc://127.0.0.1:{spark.conf.get('spark.connect.grpc.binding.port')}"
+def connect_url(spark):
+    """The test session's own Spark Connect endpoint, with a job runner beside it (as ``spark_server`` starts)."""
+    import subprocess
+
+    from jobs.job_runner import default_socket
+
+    port = int(spark.conf.get("spark.connect.grpc.binding.port"))
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "jobs.job_runner", "--socket", default_socket(port)], stdout=subprocess.PIPE
+    )
+    assert runner.stdout.readline().startswith(b"Job runner ready")
+    yield f"sc://127.0.0.1:{port}"
+    runner.terminate()
+    runner.wait(timeout=30)
 
 
 class SmtpSink:

@@ -1,10 +1,11 @@
 """End to end through Airflow: `airflow dags test` runs the real tasks on small data, through the whole loop: the
 pipeline (with a demo reset), an analyst's edit (repeated), and the rereview, as Spark Connect clients of the
-test session; and the DFU clustering DAG, its dry run the same way and its real run through spark-submit, the
-other way the same operator runs a job."""
+test session forked from its job runner; and the DFU clustering DAG, its dry run as Connect clients started as new
+processes (no job runner) and its real run through spark-submit, the other way the same operator runs a job."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,9 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, connec
     conf = {"start": START.isoformat(), "end": end.isoformat(), "reset_run_id": "demo-002"}
     out = airflow(env, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", json.dumps(conf))
     assert "render_event_charts" in out
+    # Every task's job (the reset and the 11 stages) was forked from the session's job runner.
+    assert len(set(re.findall(r"Running (jobs\.\w+) .*?through the job runner at", out))) == 12, out[-4000:]
+    assert "no job runner at" not in out
 
     assert lake.active_run_id() == "demo-002"
     assert [r.run_id for r in lake.read("demo_run_config").orderBy("seq").collect()] == ["demo-002"]
@@ -179,8 +183,8 @@ def test_dfu_clustering_through_airflow(spark, connect_url, tmp_path, dfu_cfg):
     dfu_generate.write(spark, cfg, frames)
     env = airflow_env(tmp_path, cfg, DFU_CLUSTERING_CONFIG=str(ccfg.source), DFU_OUTPUT_DIR=str(ccfg.output_dir))
     # The run due at 1 January 2026: its data interval is December, the month it clusters. Warm: the spark-submit
-    # way (two cold JVMs a run) is the second run's.
-    warm = {**env, "AIRFLOW_CONN_MRS_SPARK": airflow_connection(connect_url)}
+    # way (two cold JVMs a run) is the second run's. Without the job runner: each job a new Python process.
+    warm = {**env, "AIRFLOW_CONN_MRS_SPARK": airflow_connection(connect_url, job_runner=False)}
     dry = json.dumps({"dry_run": True})
     airflow(warm, "dags", "test", "dfu_clustering", "2026-01-01T00:00:00+00:00", "--conf", dry)
     run_dir = ccfg.output_dir / "2025-12"
