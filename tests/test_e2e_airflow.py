@@ -1,11 +1,13 @@
 """End to end through Airflow: `airflow dags test` runs the real tasks on small data, through the whole loop: the
-pipeline (with a demo reset), an analyst's edit (repeated), and the rereview, as Spark Connect clients of the
-test session forked from its job runner; and the DFU clustering DAG, its dry run as Connect clients started as new
-processes (no job runner) and its real run through spark-submit, the other way the same operator runs a job."""
+pipeline (with a demo reset) and the rereview, as Spark Connect clients of the test session forked from its job
+runner, and an analyst's edit, its jobs Connect clients started as new processes (no job runner); and the DFU
+clustering DAG through spark-submit, the other way the same operator runs a job, then its update task as a dry
+run."""
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -40,12 +42,25 @@ def airflow(env, *args):
     return res.stdout + res.stderr
 
 
-def airflow_env(tmp_path: Path, cfg, connect_url: str | None = None, **extra: str) -> dict[str, str]:
-    """The environment `airflow dags test` runs in: its own home, the repo's DAGs, the test config, and Spark:
-    the Connect server at ``connect_url``, or spark-submit to local Spark."""
+@pytest.fixture(scope="session")
+def airflow_db(tmp_path_factory) -> Path:
+    """An Airflow metadata DB migrated once, with the writer pool: each test starts from a copy (``airflow db
+    migrate`` and ``pools set`` are two CLI starts, ~20 s, per test otherwise)."""
+    home = tmp_path_factory.mktemp("airflow-template")
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    airflow(env, "db", "migrate")
+    airflow(env, "pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time")
+    return home / "airflow.db"
+
+
+def airflow_env(tmp_path: Path, airflow_db: Path, cfg, connect_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment `airflow dags test` runs in: its own home (a copy of the migrated DB), the repo's DAGs,
+    the test config, and Spark: the Connect server at ``connect_url``, or spark-submit to local Spark."""
     local = json.dumps({"conn_type": "spark", "host": "local[2]"})
     spark_conn = airflow_connection(connect_url) if connect_url else local
-    env = {
+    (tmp_path / "airflow").mkdir()
+    shutil.copy(airflow_db, tmp_path / "airflow" / "airflow.db")
+    return {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -59,12 +74,11 @@ def airflow_env(tmp_path: Path, cfg, connect_url: str | None = None, **extra: st
         "JAVA_TOOL_OPTIONS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
         **extra,
     }
-    airflow(env, "db", "migrate")
-    airflow(env, "pools", "set", WRITER_POOL, "1", "one lakehouse writer at a time")
-    return env
 
 
-def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, connect_url, tmp_path, smtp_server):
+def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(
+    spark, connect_url, airflow_db, tmp_path, smtp_server
+):
     # Two shuffle partitions, as in the test session: the data is small.
     spark_conf = {**load_config().spark.conf, "spark.sql.shuffle.partitions": "2", "spark.ui.enabled": "false"}
     # Proposed reports are protected too here, so the feed has rows before anyone reviews.
@@ -80,7 +94,7 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, connec
     assert earlier == 12 * 96
 
     smtp = {"conn_type": "smtp", "host": smtp_server.host, "port": smtp_server.port, "extra": {"disable_tls": True}}
-    env = airflow_env(tmp_path, cfg, connect_url, AIRFLOW_CONN_SMTP_DEFAULT=json.dumps(smtp))
+    env = airflow_env(tmp_path, airflow_db, cfg, connect_url, AIRFLOW_CONN_SMTP_DEFAULT=json.dumps(smtp))
     smtp_server.clear()
     conf = {"start": START.isoformat(), "end": end.isoformat(), "reset_run_id": "demo-002"}
     out = airflow(env, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", json.dumps(conf))
@@ -142,8 +156,12 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, connec
         .orderBy(F.desc("severity"), "report_id")
         .first()
     )
+    # Its two jobs start as new processes (a connection without the job runner, as on a remote Connect server).
     form = {"kind": "report", "target_id": target.report_id, "author": "alice", "decision": "reject", "reason": "no"}
-    airflow(env, "dags", "test", "mrs_analyst_edit", (end + timedelta(hours=1)).isoformat(), "--conf", json.dumps(form))
+    no_runner = {**env, "AIRFLOW_CONN_MRS_SPARK": airflow_connection(connect_url, job_runner=False)}
+    at = (end + timedelta(hours=1)).isoformat()
+    out = airflow(no_runner, "dags", "test", "mrs_analyst_edit", at, "--conf", json.dumps(form))
+    assert "through the job runner" not in out and "refresh_reports" in out
     edits = lake.read("user_edits_log", run).where(F.col("author") == "alice").collect()
     assert [(e.report_id, e.field, e.value) for e in edits] == [(target.report_id, "review_status", "rejected")]
     assert edits[0].request_id.startswith("manual__")
@@ -169,9 +187,9 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(spark, connec
     assert len(smtp_server.messages()) == len(alerts)
 
 
-def test_dfu_clustering_through_airflow(spark, connect_url, tmp_path, dfu_cfg):
-    """The monthly DFU DAG on generated DFUs: features, train, label, then a dry run (its Spark tasks Spark
-    Connect clients of the test session) and a real MERGE (its Spark tasks by spark-submit)."""
+def test_dfu_clustering_through_airflow(spark, connect_url, airflow_db, tmp_path):
+    """The monthly DFU DAG on generated DFUs: features, train, label and a real MERGE, its Spark tasks by
+    spark-submit (the way a cluster runs them); then its update task alone as a dry run, a Spark Connect client."""
     from jobs.dfu import generate as dfu_generate
     from jobs.dfu.evaluate import read_labelled, score
     from tests.conftest import make_clustering_config
@@ -181,12 +199,12 @@ def test_dfu_clustering_through_airflow(spark, connect_url, tmp_path, dfu_cfg):
     ccfg = make_clustering_config(tmp_path / "dfu")
     frames = dfu_generate.generate(ccfg.generator, ccfg.clustering.min_months_history)
     dfu_generate.write(spark, cfg, frames)
-    env = airflow_env(tmp_path, cfg, DFU_CLUSTERING_CONFIG=str(ccfg.source), DFU_OUTPUT_DIR=str(ccfg.output_dir))
-    # The run due at 1 January 2026: its data interval is December, the month it clusters. Warm: the spark-submit
-    # way (two cold JVMs a run) is the second run's. Without the job runner: each job a new Python process.
-    warm = {**env, "AIRFLOW_CONN_MRS_SPARK": airflow_connection(connect_url, job_runner=False)}
-    dry = json.dumps({"dry_run": True})
-    airflow(warm, "dags", "test", "dfu_clustering", "2026-01-01T00:00:00+00:00", "--conf", dry)
+    env = airflow_env(
+        tmp_path, airflow_db, cfg, DFU_CLUSTERING_CONFIG=str(ccfg.source), DFU_OUTPUT_DIR=str(ccfg.output_dir)
+    )
+    # The run due at 1 January 2026: its data interval is December, the month it clusters.
+    logical = "2026-01-01T00:00:00+00:00"
+    airflow(env, "dags", "test", "dfu_clustering", logical, "--conf", json.dumps({"as_of": "2025-12"}))
     run_dir = ccfg.output_dir / "2025-12"
     for name in ("clustering_features.csv", "cluster_assignments.csv", "cluster_labels.csv", "cluster_profiles.json"):
         assert (run_dir / name).is_file(), name
@@ -197,10 +215,6 @@ def test_dfu_clustering_through_airflow(spark, connect_url, tmp_path, dfu_cfg):
         "silhouette.png",
     ]
     lake = Lakehouse(spark, cfg)
-    assert lake.read("dim_dfu").where("cluster_assignment IS NOT NULL").count() == 0  # the dry run wrote nothing
-
-    conf = json.dumps({"as_of": "2025-12"})
-    airflow(env, "dags", "test", "dfu_clustering", "2026-01-02T00:00:00+00:00", "--conf", conf)
     dim = lake.read("dim_dfu").toPandas()
     featured = lake.read("dfu_clustering_features").where("as_of_month = DATE'2025-12-01'").count()
     excluded = lake.read("dfu_clustering_exclusions").where("as_of_month = DATE'2025-12-01'").count()
@@ -212,9 +226,21 @@ def test_dfu_clustering_through_airflow(spark, connect_url, tmp_path, dfu_cfg):
     assert all(written[d] == label for d, label in zip(labelled.dfu_id, labelled.label, strict=True))
     figures = score(labelled, frames["dfu_pattern_truth"])
     assert figures["ari_pattern"] >= 0.7, figures
-    # One MLflow run, reused by the second DAG run (same input, same parameters).
+    # The training is an MLflow run (reused by a repeat with the same input: test_dfu_train_label.py).
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=ccfg.mlflow.tracking_uri)
     exp = client.get_experiment_by_name("dfu_clustering")
     assert len(client.search_runs([exp.experiment_id])) == 1
+
+    # The update task again, as a dry run (the form's `dry_run`), its job a new Connect client process of the test
+    # session: it reads the run's labels and commits nothing to dim_dfu.
+    def dim_version():
+        return spark.sql(f"DESCRIBE HISTORY delta.`{lake.path('dim_dfu')}`").agg(F.max("version")).first()[0]
+
+    before = dim_version()
+    warm = {**env, "AIRFLOW_CONN_MRS_SPARK": airflow_connection(connect_url, job_runner=False)}
+    dry = json.dumps({"dry_run": True, "as_of": "2025-12"})
+    out = airflow(warm, "tasks", "test", "dfu_clustering", "cluster_update", logical, "-t", dry)
+    assert "--dry-run=true" in out, out[-4000:]
+    assert dim_version() == before
