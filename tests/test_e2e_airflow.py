@@ -234,13 +234,16 @@ def test_dfu_clustering_through_airflow(spark, connect_url, airflow_db, tmp_path
     assert len(client.search_runs([exp.experiment_id])) == 1
 
     # The update task again, as a dry run (the form's `dry_run`), its job a new Connect client process of the test
-    # session: it reads the run's labels and commits nothing to dim_dfu.
-    def dim_version():
-        return spark.sql(f"DESCRIBE HISTORY delta.`{lake.path('dim_dfu')}`").agg(F.max("version")).first()[0]
-
-    before = dim_version()
+    # session. The labels are cleared first, so that an update that ignored the flag would have rows to write (with
+    # nothing to change, a real update commits nothing either).
+    dim = lake.table_sql("dim_dfu")
+    spark.sql(f"UPDATE {dim} SET cluster_assignment = NULL")
+    version = lambda: spark.sql(f"DESCRIBE HISTORY {dim} LIMIT 1").first()["version"]  # noqa: E731
+    before = version()
     warm = {**env, "AIRFLOW_CONN_MRS_SPARK": airflow_connection(connect_url, job_runner=False)}
     dry = json.dumps({"dry_run": True, "as_of": "2025-12"})
     out = airflow(warm, "tasks", "test", "dfu_clustering", "cluster_update", logical, "-t", dry)
-    assert "--dry-run=true" in out, out[-4000:]
-    assert dim_version() == before
+    assert "--dry-run=true" in out and "dry run, nothing written" in out, out[-4000:]
+    assert re.search(rf"to_update\s+{featured}\b", out), out[-4000:]
+    assert version() == before
+    assert lake.read("dim_dfu").where("cluster_assignment IS NOT NULL").count() == 0
