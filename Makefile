@@ -24,7 +24,7 @@ export AIRFLOW__CORE__UNIT_TEST_MODE := False
 # Spark jobs run as clients of the warm local session `make airflow` starts (`make spark-server`); set
 # {"conn_type": "spark", "host": "local[*]"} (or a cluster's master) to spark-submit each job instead.
 SPARK_CONNECT_PORT ?= 15002
-# The extra names the socket of the job runner the server starts beside it (jobs/job_runner.py).
+# The extra names the socket of the job runner the server starts beside it (jobs/runtime/job_runner.py).
 export AIRFLOW_CONN_MRS_SPARK ?= {"conn_type": "spark_connect", "host": "127.0.0.1", "port": $(SPARK_CONNECT_PORT), "extra": {"job_runner": "$(or $(TMPDIR),/tmp)/mrs-jobs-$(SPARK_CONNECT_PORT).sock"}}
 # Alerts are emailed through this connection; by default to the local mailbox `make airflow` starts.
 export AIRFLOW_CONN_SMTP_DEFAULT ?= {"conn_type": "smtp", "host": "127.0.0.1", "port": 8025, "extra": {"disable_tls": true}}
@@ -68,14 +68,14 @@ $(INSTALLED): requirements.lock pyproject.toml
 	$(BIN)/uv pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
-$(JARS): $(INSTALLED) jobs/fetch_jars.py
-	$(PY) -m jobs.fetch_jars --dest $(ROOT)/.cache/jars --conf-dir $(SPARK_CONF_DIR)
+$(JARS): $(INSTALLED) jobs/runtime/fetch_jars.py
+	$(PY) -m jobs.runtime.fetch_jars --dest $(ROOT)/.cache/jars --conf-dir $(SPARK_CONF_DIR)
 
 setup: $(INSTALLED) $(JARS)
 jars: $(JARS)
 
 demo: setup
-	$(PY) -m jobs.demo
+	$(PY) -m jobs.quality.demo
 
 test: setup
 	$(BIN)/ruff check .
@@ -94,15 +94,15 @@ airflow: setup
 	@echo "Airflow UI: http://localhost:8080 — user 'admin', password printed below (also in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
 	@echo "Alert emails land in $(ROOT)/.data/mailbox (a local SMTP server on 127.0.0.1:8025)"
 	@echo "Spark jobs run in the warm Spark session at sc://127.0.0.1:$(SPARK_CONNECT_PORT) (Spark UI http://localhost:4040)"
-	$(PY) -m jobs.mailbox --port 8025 --dir $(ROOT)/.data/mailbox & m=$$!; \
-	  $(PY) -m jobs.spark_server --port $(SPARK_CONNECT_PORT) & s=$$!; \
+	$(PY) -m jobs.runtime.mailbox --port 8025 --dir $(ROOT)/.data/mailbox & m=$$!; \
+	  $(PY) -m jobs.runtime.spark_server --port $(SPARK_CONNECT_PORT) & s=$$!; \
 	  trap "kill $$m $$s" EXIT; $(BIN)/airflow standalone
 
 spark-server: setup
-	$(PY) -m jobs.spark_server --port $(SPARK_CONNECT_PORT)
+	$(PY) -m jobs.runtime.spark_server --port $(SPARK_CONNECT_PORT)
 
 sql: setup
-	$(PY) -m jobs.register_catalog --sql > $(ROOT)/.cache/register_catalog.sql
+	$(PY) -m jobs.runtime.register_catalog --sql > $(ROOT)/.cache/register_catalog.sql
 	cd $(ROOT)/.data && $(BIN)/spark-sql --conf spark.sql.catalogImplementation=hive \
 	  --conf spark.sql.warehouse.dir=$(ROOT)/.data/metastore/warehouse \
 	  --conf "spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName=$(ROOT)/.data/metastore/metastore_db;create=true" \
@@ -113,30 +113,32 @@ sql: setup
 
 EVAL_SEEDS ?= 202 303 404
 evaluate: setup
-	$(PY) -m jobs.evaluate --seeds $(EVAL_SEEDS)
+	$(PY) -m jobs.quality.evaluate --seeds $(EVAL_SEEDS)
+	$(PY) -m jobs.quality.report
 
 evaluate-demo: setup
-	$(PY) -m jobs.evaluate_detection
-	$(PY) -m jobs.evaluate_attribution
-	$(PY) -m jobs.evaluate_cohorts
+	$(PY) -m jobs.quality.evaluate_detection
+	$(PY) -m jobs.quality.evaluate_attribution
+	$(PY) -m jobs.quality.evaluate_cohorts
 
 nab: setup
-	$(PY) -m jobs.evaluate_nab
+	$(PY) -m jobs.quality.evaluate_nab
 
 SCALES ?= S M
 bench: setup
-	$(PY) -m jobs.bench --scale $(SCALES)
+	$(PY) -m jobs.quality.bench --scale $(SCALES)
+	$(PY) -m jobs.quality.report
 
 SEEDS ?= 202 303
 evaluate-seeds: setup
-	$(PY) -m jobs.evaluate_attribution --seeds $(SEEDS) --check
+	$(PY) -m jobs.quality.evaluate_attribution --seeds $(SEEDS) --check
 
 # The library a fresh install ships: learned from a generated history (seed 101, not the demo's 7).
 cluster-library: setup
-	$(PY) -m jobs.build_cluster_library --mode generate --seed 101 --export conf/cluster_library.json
+	$(PY) -m jobs.library.build_cluster_library --mode generate --seed 101 --export conf/cluster_library.json
 
 tsne: setup
-	$(PY) -m jobs.embed_reports
+	$(PY) -m jobs.library.embed_reports
 
 # DFU clustering (spec note 003): the note's script steps, one target each.
 DFU_CONFIG ?= $(ROOT)/conf/clustering_config.yaml

@@ -35,7 +35,7 @@ from airflow.sdk import Param, dag
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
 from jobs.lib.names import WRITER_POOL
-from jobs.lib.operators import SparkJobOperator
+from jobs.runtime.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))

@@ -3,20 +3,20 @@
 
 An analyst's edit to a **Minority Report** or a **Minority Event**, from a form: trigger the DAG and fill it in.
 
-- `record_edit` (`jobs/edit.py`): validates the edit and appends it to `user_edits_log` (reports) or
+- `record_edit` (`jobs/review/edit.py`): validates the edit and appends it to `user_edits_log` (reports) or
   `user_minority_events_edits_log` (events), with the author, the reason and this run's id. An unknown report or
   event, a field that cannot be edited, a cause outside the taxonomy or a missing author fails the task with a
   message naming the problem, and nothing is written.
-- `refresh_reports` (`jobs/refresh_reports.py`): finalises what the edit touched (`minority_reports_finalised_log`,
-  where the edit's fields win over the model's), re-hydrates `minority_reports` / `minority_events_log` and
-  refreshes `protection_feed`.
+- `refresh_reports` (`jobs/review/refresh_reports.py`): finalises what the edit touched
+  (`minority_reports_finalised_log`, where the edit's fields win over the model's), re-hydrates
+  `minority_reports` / `minority_events_log` and refreshes `protection_feed`.
 
 Report edits: correct the cause (`cause`, optional `narrative`), confirm or reject it (`decision`), add `evidence`
 or a `comment`. Event edits: `cause`, `cohort_name`, `decision`, `evidence`, `comment`.
 
 Repeating a run adds nothing: the run id is the edit's idempotency key. Both tasks run in the one-slot pool
 `mrs_lakehouse_writers` with the pipeline's writers, so an edit never writes at the same time as a pipeline task.
-The same edit from a shell: `python -m jobs.edit report MR-... --author alice --cause "Competitor Stockout"`.
+The same edit from a shell: `python -m jobs.review.edit report MR-... --author alice --cause "Competitor Stockout"`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from airflow.sdk import Param, dag
 
 from jobs.lib.names import DETECTION_TYPES, WRITER_POOL
-from jobs.lib.operators import SparkJobOperator
+from jobs.runtime.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
@@ -63,7 +63,7 @@ TEXT = {"type": ["null", "string"], "maxLength": 2000}
 def mrs_analyst_edit():
     record = SparkJobOperator(
         task_id="record_edit",
-        application=str(REPO / "jobs" / "edit.py"),
+        application=str(REPO / "jobs" / "review" / "edit.py"),
         application_args=[
             "{{ params.kind }}",
             "{{ params.target_id }}",
@@ -86,7 +86,7 @@ def mrs_analyst_edit():
     )
     refresh = SparkJobOperator(
         task_id="refresh_reports",
-        application=str(REPO / "jobs" / "refresh_reports.py"),
+        application=str(REPO / "jobs" / "review" / "refresh_reports.py"),
         application_args=["--config", CONFIG],
         conn_id=SPARK_CONN,
         name="mrs-refresh_reports",

@@ -4,14 +4,14 @@
 Maintains the **cluster library** the clustering stage matches reports against, and the **t-SNE map** of the
 reports. Trigger it by hand (it has no schedule); the form's fields choose what it does.
 
-- `build_cluster_library` (`jobs/build_cluster_library.py`): `cluster_library`.
+- `build_cluster_library` (`jobs/library/build_cluster_library.py`): `cluster_library`.
   - `install`: load the library shipped with the code (`clustering.library_file`) into the Delta table.
   - `generate`: learn a library from a generated, labelled history (the `seed` field): how the shipped one is made.
   - `from_run`: learn from the reports of a run in the lakehouse (`run_id`), labelled by a CSV (`labels`) of
     `series_key,start,end,anomaly_type` rows.
   KMeans with K chosen by silhouette; clusters are named after their members' most common label. A new library
   gets a new `version`; point `clustering.library_version` at it to use it.
-- `embed_reports` (`jobs/embed_reports.py`): `minority_report_embedding`, plus a PNG scatter plot in
+- `embed_reports` (`jobs/library/embed_reports.py`): `minority_report_embedding`, plus a PNG scatter plot in
   `paths.artifacts`. t-SNE (fixed seed) of the active run's reports and the library's centroids.
 
 Each table has exactly one writer task; the pipeline only reads the library.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag
 
-from jobs.lib.operators import SparkJobOperator
+from jobs.runtime.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
@@ -55,7 +55,7 @@ NAME = r"^[A-Za-z0-9_.-]{0,64}$"
 def mrs_cluster_library():
     build = SparkJobOperator(
         task_id="build_cluster_library",
-        application=str(REPO / "jobs" / "build_cluster_library.py"),
+        application=str(REPO / "jobs" / "library" / "build_cluster_library.py"),
         application_args=[
             "--config",
             CONFIG,
@@ -72,7 +72,7 @@ def mrs_cluster_library():
     )
     embed = SparkJobOperator(
         task_id="embed_reports",
-        application=str(REPO / "jobs" / "embed_reports.py"),
+        application=str(REPO / "jobs" / "library" / "embed_reports.py"),
         application_args=["--config", CONFIG],
         conn_id=SPARK_CONN,
         name="mrs-embed_reports",

@@ -4,7 +4,7 @@
 Keeps the lakehouse's Delta tables fast to read as ticks accumulate: a month of 15-minute ticks would otherwise
 leave thousands of small files per log table.
 
-- `maintain_tables` (`jobs/maintain_tables.py`): for every table, `OPTIMIZE` (one file per partition where there
+- `maintain_tables` (`jobs/runtime/maintain_tables.py`): for every table, `OPTIMIZE` (one file per partition where there
   were many; nothing is committed where there is nothing to compact), `VACUUM` with
   `maintenance.vacuum_retention_hours` (a week by default: time travel within it still works), and the latest
   checkpoint recorded. Writes `table_maintenance_log`: files before and after, per table and run, `is_degraded`
@@ -24,7 +24,7 @@ from pathlib import Path
 from airflow.sdk import DeltaDataIntervalTimetable, dag
 
 from jobs.lib.names import WRITER_POOL
-from jobs.lib.operators import SparkJobOperator
+from jobs.runtime.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
@@ -46,7 +46,7 @@ SPARK_CONN = os.environ.get("MRS_SPARK_CONN_ID", "mrs_spark")
 def mrs_maintenance():
     SparkJobOperator(
         task_id="maintain_tables",
-        application=str(REPO / "jobs" / "maintain_tables.py"),
+        application=str(REPO / "jobs" / "runtime" / "maintain_tables.py"),
         application_args=[
             "--config",
             CONFIG,

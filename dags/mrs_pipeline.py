@@ -6,24 +6,25 @@ Turns raw sales into **minority reports**: one Spark job per stage, each appendi
 Tasks, each a `spark-submit` of one job, and the tables each writes:
 
 - `reset_requested`: a branch; goes through `reset_run_id` only when the `reset_run_id` param is set
-- `reset_run_id` (`jobs/run_config.py`): `demo_run_config`
-- `ingest` (`jobs/ingest.py`): `unified_sales_data`, `ingest_quarantine`, `sales_timeseries_data`,
+- `reset_run_id` (`jobs/stages/run_config.py`): `demo_run_config`
+- `ingest` (`jobs/stages/ingest.py`): `unified_sales_data`, `ingest_quarantine`, `sales_timeseries_data`,
   `ingest_audit_log`, `contextual_data`, `all_campaign_data`
-- `detect_anomalies` (`jobs/detect_anomalies.py`): `baseline_sales_model_prediction_log`,
+- `detect_anomalies` (`jobs/stages/detect_anomalies.py`): `baseline_sales_model_prediction_log`,
   `anomaly_classifier_model_prediction_log`, `minority_reports_detected_log`
-- `cluster_minority_report` (`jobs/cluster_minority_report.py`): `minority_reports_clustered_log` (feature
+- `cluster_minority_report` (`jobs/stages/cluster_minority_report.py`): `minority_reports_clustered_log` (feature
   vector and nearest named cluster of the library version in `clustering.library_version`) and
   `minority_report_reference_price` (each new report's usual price)
-- `propose_cause_for_minority` (`jobs/propose_cause_for_minority.py`): `minority_reports_proposed_attribution_log`
-  (ranked causes with confidence and the evidence behind them)
-- `build_minority_report_cohorts` (`jobs/build_minority_report_cohorts.py`): `minority_reports_cohorted_log`,
+- `propose_cause_for_minority` (`jobs/stages/propose_cause_for_minority.py`):
+  `minority_reports_proposed_attribution_log` (ranked causes with confidence and the evidence behind them)
+- `build_minority_report_cohorts` (`jobs/stages/build_minority_report_cohorts.py`): `minority_reports_cohorted_log`,
   `minority_event_log`, `minority_event_ended_log` (reports grouped into Minority Events)
 - `build_minority_reports_finalised_log_from_edits`: `user_edits_log` (automation rules' decisions, e.g. weekend
   mode) and `minority_reports_finalised_log` (MRFL: the model's proposal merged with edits); updates the asset
   that starts `mrs_rereview`
-- `hydrate_minority_reports` (`jobs/hydrate_minority_reports.py`): `minority_reports`, `minority_events_log`
+- `hydrate_minority_reports` (`jobs/stages/hydrate_minority_reports.py`): `minority_reports`, `minority_events_log`
   (one wide row per report and per event, finalised values preferred, rewritten for the keys the interval touched)
-- `render_event_charts` (`jobs/render_event_charts.py`): a PNG per event touched, linked from `minority_events_log`
+- `render_event_charts` (`jobs/stages/render_event_charts.py`): a PNG per event touched, linked from
+  `minority_events_log`
 - `build_protection_feed`: `protection_feed` (anomalous units and revenue the MMM and the bandit must not credit)
 - `check_pipeline_health`: `pipeline_health_log` (freshness, coverage, error rate, rows written per stage)
 - `send_alerts`: `ui_notifications_log`, and an email per row through the Airflow SMTP connection
@@ -47,7 +48,7 @@ from pathlib import Path
 from airflow.sdk import Asset, DeltaDataIntervalTimetable, Param, dag, task
 
 from jobs.lib.names import FINALISED_ASSET, WRITER_POOL
-from jobs.lib.operators import SparkJobOperator
+from jobs.runtime.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
@@ -65,7 +66,7 @@ ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?$"
 def _stage(task_id: str, job: str, **kwargs) -> SparkJobOperator:
     return SparkJobOperator(
         task_id=task_id,
-        application=str(REPO / "jobs" / job),
+        application=str(REPO / "jobs" / "stages" / job),
         application_args=["--config", CONFIG, "--start", START, "--end", END],
         conn_id=SPARK_CONN,
         name=f"mrs-{task_id}",
@@ -116,7 +117,7 @@ def mrs_pipeline():
 
     reset = SparkJobOperator(
         task_id="reset_run_id",
-        application=str(REPO / "jobs" / "run_config.py"),
+        application=str(REPO / "jobs" / "stages" / "run_config.py"),
         application_args=["--config", CONFIG, "--run-id", "{{ params.reset_run_id }}", "--written-at", START],
         conn_id=SPARK_CONN,
         name="mrs-reset_run_id",

@@ -5,13 +5,14 @@ Reprocesses **historical** Minority Reports with the current models, downstream 
 triggers detection, and the pipeline never waits for it. Started by the asset the pipeline's finalisation task
 updates (`minority_reports_finalised_log`), or by hand with a date range (`from`, `to`: report window starts).
 
-- `build_rereview_worklist` (`jobs/build_rereview_worklist.py`): `rereview_worklist_log`. Ended reports whose
+- `build_rereview_worklist` (`jobs/review/build_rereview_worklist.py`): `rereview_worklist_log`. Ended reports whose
   finalised row has low confidence, an analyst's rejection, or was scored by an older cluster library or
   attribution model; each at most once per model versions and rejection set.
-- `rereview_cluster_reports` (`jobs/rereview_cluster_reports.py`): `rereview_clustered_log` (the current library).
-- `rereview_propose_cause` (`jobs/rereview_propose_cause.py`): `rereview_proposed_attribution_log` (causes
+- `rereview_cluster_reports` (`jobs/review/rereview_cluster_reports.py`): `rereview_clustered_log` (the current
+  library).
+- `rereview_propose_cause` (`jobs/review/rereview_propose_cause.py`): `rereview_proposed_attribution_log` (causes
   analysts rejected are not proposed again).
-- `refresh_reports` (`jobs/refresh_reports.py`): finalises (MRFL) and re-hydrates the reports it re-proposed.
+- `refresh_reports` (`jobs/review/refresh_reports.py`): finalises (MRFL) and re-hydrates the reports it re-proposed.
 
 Repeating a run adds nothing. Every task runs in the one-slot pool `mrs_lakehouse_writers` with the pipeline's
 writers, so the rereview never writes a table at the same time as the pipeline.
@@ -26,7 +27,7 @@ from pathlib import Path
 from airflow.sdk import Asset, Param, dag
 
 from jobs.lib.names import FINALISED_ASSET, WRITER_POOL
-from jobs.lib.operators import SparkJobOperator
+from jobs.runtime.operators import SparkJobOperator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = os.environ.get("MRS_CONFIG", str(REPO / "conf" / "mrs.yaml"))
@@ -37,7 +38,7 @@ ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?$"
 def _job(task_id: str, *args: str) -> SparkJobOperator:
     return SparkJobOperator(
         task_id=task_id,
-        application=str(REPO / "jobs" / f"{task_id}.py"),
+        application=str(REPO / "jobs" / "review" / f"{task_id}.py"),
         application_args=["--config", CONFIG, *args],
         conn_id=SPARK_CONN,
         name=f"mrs-{task_id}",

@@ -1,5 +1,5 @@
 -- Open events by severity: what is going on right now, worst first (the state as it stood at an as-of tick:
--- `make demo` rebuilds one with `python -m jobs.hydrate_minority_reports --as-of ...`).
+-- `make demo` rebuilds one with `python -m jobs.stages.hydrate_minority_reports --as-of ...`).
 SELECT as_of, cohort_name, store_count AS stores, report_count AS reports, round(severity, 2) AS severity,
        cause_category AS cause, round(confidence_score, 2) AS confidence, window_start
 FROM mrs.minority_events_as_of

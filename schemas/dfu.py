@@ -9,6 +9,8 @@ about demo runs of the anomaly pipeline). Re-running a clustering step still add
 ``as_of_month`` and replaced per month, and the dim_dfu MERGE only changes what differs.
 """
 
+from collections.abc import Callable
+
 from pyspark.sql.types import DateType, DoubleType, IntegerType, StringType, StructField, StructType
 
 
@@ -117,3 +119,25 @@ DFU_CLUSTERING_EXCLUSIONS = StructType(
         _f("detail", StringType(), False),
     ]
 )
+
+
+# The view mrs.dfu_cluster_summary (jobs/dfu/summary.py runs the same text for the API).
+SUMMARY_COLUMNS = ("cluster_assignment", "dfu_count", "avg_demand", "cv_demand")
+# Demand is in units per month (2 decimals are plenty); a coefficient of variation needs a little more.
+DEMAND_DECIMALS = 2
+CV_DECIMALS = 3
+
+
+def summary_sql(ref: Callable[[str], str]) -> str:
+    """The summary query; ``ref(table_name)`` names each table. No ``;`` and no comments: the catalog DDL splits
+    statements on ``;``."""
+    return (
+        "SELECT d.cluster_assignment, count(*) AS dfu_count, "
+        f"round(avg(f.mean_demand), {DEMAND_DECIMALS}) AS avg_demand, "
+        f"round(avg(f.cv_demand), {CV_DECIMALS}) AS cv_demand "
+        f"FROM {ref('dim_dfu')} d LEFT JOIN ("
+        "SELECT dfu_id, mean_demand, cv_demand, "
+        "row_number() OVER (PARTITION BY dfu_id ORDER BY as_of_month DESC) AS rn "
+        f"FROM {ref('dfu_clustering_features')}) f ON f.dfu_id = d.dfu_id AND f.rn = 1 "
+        "WHERE d.cluster_assignment IS NOT NULL GROUP BY d.cluster_assignment ORDER BY d.cluster_assignment"
+    )

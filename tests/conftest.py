@@ -96,7 +96,7 @@ def small_cfg(tmp_path_factory):
 @pytest.fixture(scope="session")
 def spark(small_cfg):
     from jobs.lib.spark import build_spark
-    from jobs.spark_server import free_port, server_conf
+    from jobs.runtime.spark_server import free_port, server_conf
 
     session = build_spark(
         small_cfg,
@@ -123,11 +123,11 @@ def connect_url(spark):
     """The test session's own Spark Connect endpoint, with a job runner beside it (as ``spark_server`` starts)."""
     import subprocess
 
-    from jobs.job_runner import default_socket
+    from jobs.runtime.job_runner import default_socket
 
     port = int(spark.conf.get("spark.connect.grpc.binding.port"))
     runner = subprocess.Popen(
-        [sys.executable, "-m", "jobs.job_runner", "--socket", default_socket(port)], stdout=subprocess.PIPE
+        [sys.executable, "-m", "jobs.runtime.job_runner", "--socket", default_socket(port)], stdout=subprocess.PIPE
     )
     assert runner.stdout.readline().startswith(b"Job runner ready")
     yield f"sc://127.0.0.1:{port}"
@@ -172,7 +172,7 @@ def smtp_server():
     pipeline code run in-process sends its mail here. ``smtp_server.messages()`` / ``.clear()`` read it."""
     from aiosmtpd.controller import Controller
 
-    from jobs.mailbox import free_port
+    from jobs.runtime.mailbox import free_port
 
     sink = SmtpSink()
     sink.port = free_port()

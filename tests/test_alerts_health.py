@@ -13,11 +13,11 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import check_pipeline_health, send_alerts
-from jobs.check_pipeline_health import health_row
 from jobs.lib.tables import Lakehouse
 from jobs.lib.ticks import dates_of
-from jobs.send_alerts import (
+from jobs.stages import check_pipeline_health, send_alerts
+from jobs.stages.check_pipeline_health import health_row
+from jobs.stages.send_alerts import (
     AlertDeliveryError,
     SmtpNotConfiguredError,
     SmtpSettings,
@@ -418,3 +418,9 @@ def test_health_alerts_reach_only_health_subscribers(spark, tmp_path, smtp_serve
     assert send_alerts.run(spark, cfg, T0, t(8), RUN)["emails_sent"] == 1
     [(rcpt, msg)] = smtp_server.clear()
     assert rcpt == ["ops@example.com"] and msg["Subject"].startswith("[MRS health] pipeline stale")
+
+
+def test_health_counts_what_the_stages_before_it_write():
+    from jobs.runtime.pipeline import STAGES
+
+    assert check_pipeline_health.upstream() == STAGES[: STAGES.index(check_pipeline_health)]

@@ -7,11 +7,11 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import apply_automation_rules
-from jobs.build_minority_reports_finalised_log_from_edits import finalise
-from jobs.edit import EditError, EditRequest, changes_from_flags, edit_rows, validate
 from jobs.lib.config import load_config
 from jobs.lib.tables import TABLES
+from jobs.review.edit import EditError, EditRequest, changes_from_flags, edit_rows, validate
+from jobs.stages import apply_automation_rules
+from jobs.stages.build_minority_reports_finalised_log_from_edits import finalise
 
 REPORT = "MR-" + "a" * 64
 EVENT = "ME-" + "b" * 64
@@ -235,7 +235,7 @@ def test_the_edit_command_refuses_bad_input_before_starting_spark(small_cfg):
     import sys
 
     def edit(*args):
-        cmd = [sys.executable, "-m", "jobs.edit", *args, "--config", str(small_cfg.source)]
+        cmd = [sys.executable, "-m", "jobs.review.edit", *args, "--config", str(small_cfg.source)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
     res = edit("report", REPORT, "--author", "alice", "--cause", "Aliens")

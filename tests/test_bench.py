@@ -3,7 +3,7 @@
 import copy
 import json
 
-from jobs import bench
+from jobs.quality import bench
 
 
 def tick(start: str, end: str, seconds: list[float], rows_out: list[int], reports: int = 0) -> dict:

@@ -8,9 +8,10 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
 
-from jobs import build_cluster_library, cluster_minority_report, propose_cause_for_minority
 from jobs.lib.features import FEATURES
 from jobs.lib.tables import TABLES, Lakehouse
+from jobs.library import build_cluster_library
+from jobs.stages import cluster_minority_report, propose_cause_for_minority
 from tests.conftest import make_config
 
 T = datetime(2025, 8, 12, 12, 0)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from chispa import assert_df_equality
 
-from jobs.build_minority_report_cohorts import cohort, cohort_tick, event_id, snapshots
 from jobs.lib.tables import TABLES
+from jobs.stages.build_minority_report_cohorts import cohort, cohort_tick, event_id, snapshots
 
 T0 = pd.Timestamp("2025-08-12 10:00")
 TICK = pd.Timedelta(minutes=15)

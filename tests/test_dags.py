@@ -218,6 +218,6 @@ def test_a_stage_task_imports_no_library_its_workers_or_charts_need():
     """Every Airflow task is a fresh client process: scipy, scikit-learn and matplotlib (~1-3 s each to import)
     belong inside the functions that run in the Python workers or draw, not at a stage module's top."""
     heavy = ("scipy", "sklearn", "matplotlib")
-    code = f"import sys, jobs.pipeline; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    code = f"import sys, jobs.runtime.pipeline; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from chispa import assert_df_equality
 
-from jobs import detect_anomalies as det
 from jobs.lib.config import load_config
+from jobs.stages import detect_anomalies as det
 
 DAY0 = datetime(2025, 8, 4, tzinfo=UTC)
 SPIKE_DAY = DAY0 + timedelta(days=10)

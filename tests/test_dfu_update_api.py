@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 
 from jobs.dfu import update
 from jobs.dfu.api import LakehouseSource, create_app
-from jobs.dfu.summary import COLUMNS as SUMMARY_COLUMNS
-from jobs.dfu.summary import run_summary, summary_sql
+from jobs.dfu.summary import run_summary
 from jobs.lib.tables import Lakehouse
 from schemas import dfu
+from schemas.dfu import SUMMARY_COLUMNS, summary_sql
 from tests.conftest import make_config
 
 # dfu_id -> cluster_assignment before the update

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import evaluate_detection, ingest
-from jobs.generate_data import generate
 from jobs.lib.config import load_config
 from jobs.lib.names import WRITER_POOL
 from jobs.lib.tables import MRFL_ORDER, Lakehouse, latest
-from jobs.spark_server import airflow_connection
+from jobs.quality import evaluate_detection
+from jobs.quality.generate_data import generate
+from jobs.runtime.spark_server import airflow_connection
+from jobs.stages import ingest
 from tests.conftest import make_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """make evaluate's table: one row per seed from the three evaluations' figures, and their mean."""
 
-from jobs import evaluate
+from jobs.quality import evaluate
 
 
 def seed_result(seed, false_reports, top1):

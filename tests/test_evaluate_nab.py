@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import evaluate_nab as nab
+from jobs.quality import evaluate_nab as nab
 
 # 200 rows at 5 minutes; window A covers rows 100..109 (10 rows), window B rows 150..159. NAB leaves the first
 # min(floor(0.15 * 200), 750) = 30 rows unscored.

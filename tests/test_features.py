@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.build_cluster_library import UNEXPLAINED, train
 from jobs.lib.config import Clustering
 from jobs.lib.features import BREADTH, FEATURES, Library, slice_features
+from jobs.lib.labels import UNEXPLAINED
+from jobs.library.build_cluster_library import train
 
 TICK_H = 0.25
 WS = pd.Timestamp("2025-08-12 10:00")

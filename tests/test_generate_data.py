@@ -2,7 +2,7 @@ import filecmp
 
 import pandas as pd
 
-from jobs.generate_data import DETECTION_TYPE, generate
+from jobs.quality.generate_data import DETECTION_TYPE, generate
 from tests.conftest import make_config
 
 

@@ -4,9 +4,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import ingest
 from jobs.lib.tables import Lakehouse
 from jobs.lib.ticks import parse_ts
+from jobs.stages import ingest
 
 RAW_COLS = [*ingest.INPUT_COLUMNS, "source_file", "_raw", "_problem"]
 
@@ -121,7 +121,7 @@ def test_schema_drift_and_missing_day_are_quarantined_or_degraded(spark, tmp_pat
 
 
 def test_ingest_of_generated_day_reconciles_and_reruns_add_nothing(spark, tmp_path):
-    from jobs.generate_data import generate
+    from jobs.quality.generate_data import generate
     from tests.conftest import make_config
 
     cfg = make_config(tmp_path, **{"generator.days": 2, "generator.first_anomaly_day": 1})

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from jobs.job_runner import JobRunnerUnavailable, run_job
+from jobs.runtime.job_runner import JobRunnerUnavailable, run_job
 
 JOB = textwrap.dedent(
     """
@@ -32,7 +32,7 @@ JOB = textwrap.dedent(
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("runner") / "jobs.sock")
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.job_runner", "--socket", path], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.runtime.job_runner", "--socket", path], stdout=subprocess.PIPE)
     assert proc.stdout.readline().startswith(b"Job runner ready")
     yield path
     proc.terminate()

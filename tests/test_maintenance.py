@@ -6,8 +6,8 @@ from chispa import assert_df_equality
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 
-from jobs import maintain_tables
 from jobs.lib.tables import Lakehouse
+from jobs.runtime import maintain_tables
 from schemas.mrs import DEMO_RUN_CONFIG, INGEST_QUARANTINE
 from tests.conftest import make_config
 

@@ -9,24 +9,16 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
 
-from jobs import (
-    check_pipeline_health,
-    cluster_minority_report,
-    edit,
-    embed_reports,
-    evaluate_attribution,
-    evaluate_cohorts,
-    evaluate_detection,
-    hydrate_minority_reports,
-    refresh_reports,
-    register_catalog,
-    render_event_charts,
-)
-from jobs.edit import EditError, EditRequest
-from jobs.generate_data import generate
 from jobs.lib.tables import MRFL_ORDER, TABLES, Lakehouse, catalog_ddl, latest, views
-from jobs.pipeline import STAGES
-from jobs.pipeline import run_range as run_stages
+from jobs.library import embed_reports
+from jobs.quality import evaluate_attribution, evaluate_cohorts, evaluate_detection
+from jobs.quality.generate_data import generate
+from jobs.review import edit, refresh_reports
+from jobs.review.edit import EditError, EditRequest
+from jobs.runtime import register_catalog
+from jobs.runtime.pipeline import STAGES
+from jobs.runtime.pipeline import run_range as run_stages
+from jobs.stages import check_pipeline_health, cluster_minority_report, hydrate_minority_reports, render_event_charts
 from tests.conftest import make_config
 
 START = datetime(2025, 8, 4, tzinfo=UTC)

@@ -6,9 +6,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import build_protection_feed as job
-from jobs.cluster_minority_report import reference_prices, report_prices
 from jobs.lib.tables import CATALOG_SCHEMA, MRFL_ORDER, TABLES, Lakehouse, latest, views
+from jobs.stages import build_protection_feed as job
+from jobs.stages.cluster_minority_report import reference_prices, report_prices
 from tests.conftest import make_config
 
 RUN = "pf-run"

@@ -12,19 +12,12 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import (
-    build_cluster_library,
-    build_rereview_worklist,
-    cluster_minority_report,
-    detect_anomalies,
-    ingest,
-    propose_cause_for_minority,
-    rereview_cluster_reports,
-    rereview_propose_cause,
-)
-from jobs.generate_data import generate
 from jobs.lib.config import DETECTION_TYPES
 from jobs.lib.tables import TABLES, Lakehouse, latest
+from jobs.library import build_cluster_library
+from jobs.quality.generate_data import generate
+from jobs.review import build_rereview_worklist, rereview_cluster_reports, rereview_propose_cause
+from jobs.stages import cluster_minority_report, detect_anomalies, ingest, propose_cause_for_minority
 from tests.conftest import make_config
 
 RUN = "demo-001"

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import detect_anomalies as det
-from jobs import ingest
 from jobs.lib.ticks import parse_ts
+from jobs.stages import detect_anomalies as det
+from jobs.stages import ingest
 from tests.conftest import make_config
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"

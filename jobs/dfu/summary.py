@@ -5,8 +5,8 @@ over the cluster's DFUs of each DFU's mean monthly demand) and ``cv_demand`` (th
 both from each DFU's latest row of ``dfu_clustering_features`` (the latest ``as_of_month``). A DFU with an
 assignment but no features row still counts in ``dfu_count`` and is left out of the averages.
 
-The SQL is written once and parameterised by how tables are named, so the catalog view and the API serve the same
-numbers from the same text:
+The SQL is written once (``schemas.dfu.summary_sql``) and parameterised by how tables are named, so the catalog
+view and the API serve the same numbers from the same text:
 
     summary_sql(lambda t: f"mrs.{t}")  # the view mrs.dfu_cluster_summary
     run_summary(spark, lambda t: f"delta.`{lakehouse.path(t)}`", ["a", "b"])  # the API, over the Delta paths
@@ -21,26 +21,7 @@ from collections.abc import Callable, Sequence
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-VIEW = "dfu_cluster_summary"
-COLUMNS = ("cluster_assignment", "dfu_count", "avg_demand", "cv_demand")
-# Demand is in units per month (2 decimals are plenty); a coefficient of variation needs a little more.
-DEMAND_DECIMALS = 2
-CV_DECIMALS = 3
-
-
-def summary_sql(ref: Callable[[str], str]) -> str:
-    """The summary query; ``ref(table_name)`` names each table. No ``;`` and no comments: the catalog DDL splits
-    statements on ``;``."""
-    return (
-        "SELECT d.cluster_assignment, count(*) AS dfu_count, "
-        f"round(avg(f.mean_demand), {DEMAND_DECIMALS}) AS avg_demand, "
-        f"round(avg(f.cv_demand), {CV_DECIMALS}) AS cv_demand "
-        f"FROM {ref('dim_dfu')} d LEFT JOIN ("
-        "SELECT dfu_id, mean_demand, cv_demand, "
-        "row_number() OVER (PARTITION BY dfu_id ORDER BY as_of_month DESC) AS rn "
-        f"FROM {ref('dfu_clustering_features')}) f ON f.dfu_id = d.dfu_id AND f.rn = 1 "
-        "WHERE d.cluster_assignment IS NOT NULL GROUP BY d.cluster_assignment ORDER BY d.cluster_assignment"
-    )
+from schemas.dfu import summary_sql
 
 
 def run_summary(

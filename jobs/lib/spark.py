@@ -5,7 +5,7 @@ Two ways to reach Spark, chosen by configuration, never by code:
 - **classic**: the job's own driver (``spark-submit`` or plain ``python``: local by default, or the master the
   Airflow Spark connection names). Every job pays for a JVM and a cold session (~10 s here).
 - **Spark Connect**: when ``SPARK_REMOTE`` is set (``sc://host:port``), the job is a thin client of a warm,
-  long-running Spark session (``jobs/spark_server.py`` locally, or a cluster's Connect server). Each stage is
+  long-running Spark session (``jobs/runtime/spark_server.py`` locally, or a cluster's Connect server). Each stage is
   still its own Spark job and process; it only skips the start-up.
 """
 

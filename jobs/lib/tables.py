@@ -467,7 +467,6 @@ class Lakehouse:
 def views(cfg: Config) -> dict[str, str]:
     """Views over the tables, for analysts: the active run's objects, reports on the latest t-SNE map, and the
     DFU cluster summary (the same SQL the DFU API serves)."""
-    from jobs.dfu.summary import summary_sql
 
     s = CATALOG_SCHEMA
     active = f"coalesce((SELECT max_by(run_id, seq) FROM {s}.demo_run_config), '{cfg.pipeline.default_run_id}')"
@@ -500,7 +499,7 @@ def views(cfg: Config) -> dict[str, str]:
             f"point_id ORDER BY written_at DESC, embedding_id DESC) AS rn FROM {s}.minority_report_embedding "
             "WHERE point_type = 'report') e ON e.run_id = r.run_id AND e.point_id = r.report_id AND e.rn = 1"
         ),
-        "dfu_cluster_summary": summary_sql(lambda t: f"{s}.{t}"),
+        "dfu_cluster_summary": dfu.summary_sql(lambda t: f"{s}.{t}"),
     }
 
 

@@ -1,0 +1,1 @@
+"""How good and how fast the system is: the data generator, evaluation, NAB, benchmarks and the demo."""
