@@ -61,21 +61,23 @@ help:
 	@echo "make cluster-api       serve GET /domains/dfu/clusters on 127.0.0.1:8090"
 	@echo "make mlflow-ui         the MLflow UI over the dfu_clustering experiment on 127.0.0.1:5000"
 
+# Setup echoes no recipe lines (its commands print their own errors): `make demo`'s output is the demo's story.
 $(INSTALLED): requirements.lock pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install -q --python $(PY) -r requirements.lock
-	$(BIN)/uv pip install -q --python $(PY) --no-deps -e .
-	touch $@
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q "uv==$(UV_VERSION)"
+	@$(BIN)/uv pip install -q --python $(PY) -r requirements.lock
+	@$(BIN)/uv pip install -q --python $(PY) --no-deps -e .
+	@touch $@
 
 $(JARS): $(INSTALLED) jobs/runtime/fetch_jars.py
-	$(PY) -m jobs.runtime.fetch_jars --dest $(ROOT)/.cache/jars --conf-dir $(SPARK_CONF_DIR)
+	@$(PY) -m jobs.runtime.fetch_jars --dest $(ROOT)/.cache/jars --conf-dir $(SPARK_CONF_DIR)
 
 setup: $(INSTALLED) $(JARS)
 jars: $(JARS)
 
+# The story on stdout (under 60 lines), Airflow's and Spark's output in .data/demo/demo.log; DEMO_VERBOSE=1 streams it.
 demo: setup
-	$(PY) -m jobs.quality.demo
+	@$(PY) -m jobs.quality.demo
 
 test: setup
 	$(BIN)/ruff check .
