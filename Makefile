@@ -33,7 +33,7 @@ POOL := mrs_lakehouse_writers
 INSTALLED := $(VENV)/.installed
 JARS      := $(ROOT)/.cache/jars/.complete
 
-.PHONY: help setup jars demo test lint format airflow spark-server sql evaluate evaluate-demo evaluate-seeds bench nab cluster-library tsne lock clean \
+.PHONY: help setup jars demo test lint format airflow spark-server sql tables-doc evaluate evaluate-demo evaluate-seeds bench nab cluster-library tsne lock clean \
 	cluster-generate cluster-features cluster-train cluster-label cluster-update cluster-all cluster-evaluate \
 	cluster-demo cluster-api mlflow-ui
 help:
@@ -41,6 +41,7 @@ help:
 	@echo "make test      lint and run the test suite"
 	@echo "make airflow   start Airflow (standalone, SQLite) with the project's DAGs"
 	@echo "make sql       Spark SQL shell with every table in schema mrs"
+	@echo "make tables-doc  docs/tables.md from the column descriptions in schemas/ (a test fails when it is stale)"
 	@echo "make spark-server  the warm Spark session (Spark Connect, port SPARK_CONNECT_PORT) the jobs run in"
 	@echo "make evaluate  quality on fresh data (EVAL_SEEDS=$(EVAL_SEEDS)) and on the NAB series, one table (also in BENCHMARKS.md)"
 	@echo "make evaluate-demo   detection, attribution, clustering and cohort quality of the demo run"
@@ -103,7 +104,9 @@ airflow: setup
 spark-server: setup
 	$(PY) -m jobs.runtime.spark_server --port $(SPARK_CONNECT_PORT)
 
+# Comments first: a table written before its column descriptions (or since one changed) gets them before registering.
 sql: setup
+	$(PY) -m jobs.runtime.register_catalog --comments
 	$(PY) -m jobs.runtime.register_catalog --sql > $(ROOT)/.cache/register_catalog.sql
 	cd $(ROOT)/.data && $(BIN)/spark-sql --conf spark.sql.catalogImplementation=hive \
 	  --conf spark.sql.warehouse.dir=$(ROOT)/.data/metastore/warehouse \
@@ -112,6 +115,9 @@ sql: setup
 	  --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
 	  --conf spark.sql.session.timeZone=UTC \
 	  -i $(ROOT)/.cache/register_catalog.sql
+
+tables-doc: $(INSTALLED)
+	$(PY) -m jobs.runtime.tables_doc
 
 EVAL_SEEDS ?= 202 303 404
 evaluate: setup

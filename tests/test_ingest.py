@@ -175,7 +175,7 @@ def test_context_and_campaign_feeds_load_once_and_quarantine_bad_records(spark, 
         [("social_trend", "K1", t("2025-08-04 10:00"), t("2025-08-04 14:00"), 3.5, t("2025-08-04 10:00"))],
         "signal_type string, sku string, start timestamp, end timestamp, intensity double, written_at timestamp",
     )
-    assert_df_equality(got, expected, ignore_nullable=True)
+    assert_df_equality(got, expected, ignore_nullable=True, ignore_metadata=True)
     reasons = sorted(r.reason_code for r in lake.read("ingest_quarantine", "t").collect())
     assert reasons == ["BAD_TIMESTAMP", "NULL_KEY"]
     # Every tick's audit row says which feed was absent: attribution reads it to mark its rows degraded.

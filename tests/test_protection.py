@@ -277,7 +277,7 @@ def test_a_reports_reference_price_is_computed_once_then_read_from_its_table(spa
     # A and B sold nothing before their windows: no price, stored as such.
     expected = [("MR-A", None), ("MR-B", None), ("MR-C", 5.0)]
     assert_df_equality(prices, spark.createDataFrame(expected, "report_id string, ref_price double"),
-                       ignore_row_order=True, ignore_nullable=True)  # fmt: skip
+                       ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)  # fmt: skip
     stored = [(RUN, r, REPORTS[r][0], REPORTS[r][1], 7, p, REPORTS[r][1]) for r, p in expected]  # first snapshot
     assert_df_equality(new, spark.createDataFrame(stored, TABLES["minority_report_reference_price"].schema),
                        ignore_row_order=True, ignore_nullable=True)  # fmt: skip

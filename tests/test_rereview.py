@@ -197,7 +197,9 @@ def test_worklist_picks_ended_reports_with_a_reason_and_reruns_add_nothing(spark
             "date": F.lit(T.date()),
         }
     )
-    assert_df_equality(got.select(WORKLIST_COLS), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        got.select(WORKLIST_COLS), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True
+    )
     assert {r.rereview_id for r in got.collect()} == {
         rr_id(ids[LOW], lib, model),
         rr_id(ids[REJECTED], lib, model, [cause]),
@@ -233,7 +235,8 @@ def test_rereview_writes_one_row_per_entry_at_T_without_rejected_causes_and_reru
     # Clustering with the library the pipeline used gives the pipeline's rows, stamped at T.
     clustered = lake.read("rereview_clustered_log", RUN)
     expected = stamped(lake.read(MRCL, RUN), lake, rr)
-    assert_df_equality(clustered, expected.select(clustered.columns), ignore_row_order=True, ignore_nullable=True)
+    expected = expected.select(clustered.columns)
+    assert_df_equality(clustered, expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
 
     # Attribution: the Low report's row is the pipeline's (same model, same evidence, nothing rejected) ...
     got = lake.read("rereview_proposed_attribution_log", RUN)
@@ -242,6 +245,7 @@ def test_rereview_writes_one_row_per_entry_at_T_without_rejected_causes_and_reru
         got.where(F.col("report_id") == low),
         pipeline.where(F.col("report_id") == low).select(got.columns),
         ignore_nullable=True,
+        ignore_metadata=True,
     )
     # ... the rejected one's proposes the pipeline's runners-up first, with their own confidence, and the
     # rejected cause at no rank.
@@ -363,7 +367,8 @@ def test_new_model_versions_bring_older_model_reports_and_leave_stale_entries(sp
         ],
         "report_id string, reasons array<string>",
     )
-    assert_df_equality(worklist.select("report_id", "reasons"), expected, ignore_row_order=True, ignore_nullable=True)
+    got = worklist.select("report_id", "reasons")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
     clustered = lake.read("rereview_clustered_log", RUN).join(worklist.select("rereview_id"), "rereview_id")
     assert {r.library_version for r in clustered.collect()} == {"generated-v2"}
     proposed = lake.read("rereview_proposed_attribution_log", RUN)

@@ -1,10 +1,13 @@
-"""The registry's append: only new keys go in, and a tick's merge reads only its own tick's files."""
+"""The registry's append: only new keys go in, and a tick's merge reads only its own tick's files; column comments
+reach Delta and the catalog."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pyspark.sql.types import StructField, StructType
 
-from jobs.lib.tables import Lakehouse
+from jobs.lib.tables import TABLES, Lakehouse, column_ddl
+from jobs.runtime import register_catalog
 from schemas.mrs import INGEST_AUDIT_LOG
 from tests.conftest import make_config
 
@@ -84,3 +87,43 @@ def test_an_empty_frame_skipped_creates_the_table_and_runs_no_merge_a_full_one_s
     assert lake.append_new(name, audit_tick(spark, DAY, 8), within=(DAY, DAY + TICK), skip_if_empty=True) == 0
     assert merges == [name, name]
     assert [r["rows_read"] for r in lake.read(name).collect()] == [7]
+
+
+def comments(schema: StructType) -> dict[str, str | None]:
+    return {f.name: f.metadata.get("comment") for f in schema.fields}
+
+
+def described(spark, table: str) -> dict[str, str | None]:
+    """Column -> comment as ``DESCRIBE`` shows it (partition rows repeat a column; the rows after are not columns)."""
+    rows = spark.sql(f"DESCRIBE {table}").collect()
+    return {r["col_name"]: r["comment"] for r in rows if r["col_name"] and not r["col_name"].startswith("#")}
+
+
+def test_column_comments_reach_delta_and_the_catalog_also_for_a_table_written_before_them(spark, tmp_path):
+    cfg = make_config(tmp_path)
+    lake = Lakehouse(spark, cfg)
+    delta_schema = lambda n: spark.read.format("delta").load(lake.path(n)).schema  # noqa: E731
+    # A table the pipeline creates carries every column's description in its Delta schema.
+    new = "ingest_audit_log"
+    lake.append_new(new, audit_tick(spark, DAY, 5), within=(DAY, DAY + TICK))
+    assert comments(delta_schema(new)) == comments(TABLES[new].schema)
+    assert described(spark, lake.table_sql(new)) == comments(TABLES[new].schema)
+
+    # A table written before there were descriptions: writes leave its schema as it is, registration updates it.
+    old = "demo_run_config"
+    bare = StructType([StructField(f.name, f.dataType, f.nullable) for f in TABLES[old].schema.fields])
+    spark.sql(f"CREATE TABLE {lake.table_sql(old)} ({column_ddl(bare)}) USING DELTA")
+    assert lake.reset_run_id("run-2", DAY)
+    assert set(comments(delta_schema(old)).values()) == {None}
+    schema = "mrs_comments_test"  # the session catalog's mrs schema belongs to the pipeline tests
+    try:
+        assert register_catalog.register(spark, cfg, schema) == {old: 4}
+        for name in (old, new):
+            assert described(spark, f"{schema}.{name}") == comments(TABLES[name].schema)
+        # Up to date: registering again changes nothing and commits nothing.
+        version = lambda n: spark.sql(f"DESCRIBE HISTORY {lake.table_sql(n)} LIMIT 1").first()["version"]  # noqa: E731
+        before = {name: version(name) for name in (old, new)}
+        assert register_catalog.register(spark, cfg, schema) == {}
+        assert {name: version(name) for name in (old, new)} == before
+    finally:
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -276,8 +276,12 @@ CATALOG_SCHEMA = "mrs"
 
 
 def column_ddl(schema: StructType, sep: str = ", ") -> str:
-    """A schema as the column list of CREATE TABLE (nullability kept)."""
-    return sep.join(f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in schema.fields)
+    """A schema as the column list of CREATE TABLE (nullability and column comments kept)."""
+    return sep.join(
+        f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}"
+        + (f" COMMENT {sql_string(f.metadata['comment'])}" if f.metadata.get("comment") else "")
+        for f in schema.fields
+    )
 
 
 def sql_string(value: str) -> str:
@@ -295,11 +299,12 @@ def union_all(frames: list[DataFrame]) -> DataFrame:
 
 
 def conform(df: DataFrame, schema: StructType) -> DataFrame:
-    """Select and cast a frame's columns to exactly a table's schema (order included)."""
+    """Select and cast a frame's columns to exactly a table's schema (order and column comments included: a frame
+    conformed to a table equals one built from its schema or read back from it)."""
     missing = [f.name for f in schema.fields if f.name not in df.columns]
     if missing:
         raise ValueError(f"frame lacks columns {missing} of the target schema")
-    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name, metadata=f.metadata) for f in schema.fields])
 
 
 # MRFL can hold several rows of a report at one tick (a model snapshot, then edits): these break the tie.
@@ -464,11 +469,22 @@ class Lakehouse:
         return True
 
 
-def views(cfg: Config) -> dict[str, str]:
-    """Views over the tables, for analysts: the active run's objects, reports on the latest t-SNE map, and the
-    DFU cluster summary (the same SQL the DFU API serves)."""
+# One line per view of ``views``: the catalog registers it as the view's comment, and docs/tables.md lists it.
+VIEW_DESCRIPTIONS = {
+    "active_minority_reports": "minority_reports of the active run only",
+    "active_minority_events": "minority_events_log of the active run only",
+    "review_queue": "the active run's reports awaiting review (proposed), most severe and largest impact first",
+    "protection_feed_daily": "the active run's protection_feed per store, SKU and day, for the MMM and the bandit",
+    "minority_reports_map": "every hydrated report with its point on the latest t-SNE map of its run",
+    "dfu_cluster_summary": "DFUs, average demand and average CV per cluster_assignment (the SQL the DFU API serves)",
+}
 
-    s = CATALOG_SCHEMA
+
+def views(cfg: Config, schema: str = CATALOG_SCHEMA) -> dict[str, str]:
+    """Views over the tables of ``schema``, for analysts: the active run's objects, reports on the latest t-SNE map,
+    and the DFU cluster summary (the same SQL the DFU API serves)."""
+
+    s = schema
     active = f"coalesce((SELECT max_by(run_id, seq) FROM {s}.demo_run_config), '{cfg.pipeline.default_run_id}')"
     return {
         "active_minority_reports": f"SELECT * FROM {s}.minority_reports WHERE run_id = {active}",
@@ -503,17 +519,21 @@ def views(cfg: Config) -> dict[str, str]:
     }
 
 
-def catalog_ddl(cfg: Config) -> str:
-    """SQL that registers every table and view in the ``mrs`` schema of a Spark catalog (idempotent)."""
-    lines = [f"CREATE SCHEMA IF NOT EXISTS {CATALOG_SCHEMA};"]
+def catalog_ddl(cfg: Config, schema: str = CATALOG_SCHEMA) -> str:
+    """SQL that registers every table and view in the ``mrs`` schema (or ``schema``) of a Spark catalog (idempotent).
+
+    A table created here gets its column comments; one that exists must carry the same ones (Delta refuses a
+    CREATE whose columns differ from the table's, comments included): ``register_catalog`` updates them first."""
+    lines = [f"CREATE SCHEMA IF NOT EXISTS {schema};"]
     for t in TABLES.values():
         cols = column_ddl(t.schema, ",\n  ")
         part = f"\nPARTITIONED BY ({', '.join(t.partition_by)})" if t.partition_by else ""
         comment = t.description.replace("'", "").replace(";", ",")  # statements are split on ';'
         lines.append(
-            f"CREATE TABLE IF NOT EXISTS {CATALOG_SCHEMA}.{t.name} (\n  {cols}\n) USING DELTA{part}\n"
+            f"CREATE TABLE IF NOT EXISTS {schema}.{t.name} (\n  {cols}\n) USING DELTA{part}\n"
             f"COMMENT '{comment}'\nLOCATION '{cfg.paths.lakehouse / t.name}';"
         )
-    for name, query in views(cfg).items():
-        lines.append(f"CREATE OR REPLACE VIEW {CATALOG_SCHEMA}.{name} AS {query};")
+    for name, query in views(cfg, schema).items():
+        comment = sql_string(VIEW_DESCRIPTIONS[name])
+        lines.append(f"CREATE OR REPLACE VIEW {schema}.{name} COMMENT {comment} AS {query};")
     return "\n".join(lines) + "\n"

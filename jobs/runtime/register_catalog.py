@@ -4,10 +4,17 @@
 run in a session. Idempotent: a table that is registered already is left as it is, and a table no stage
 has written yet is created empty from its schema.
 
+Column comments (the descriptions in ``schemas/``) live in each table's Delta schema, which ``DESCRIBE`` shows
+however the table is registered. A table is created with them; one written before a description existed or
+changed gets it here, before the statements run: one ``ALTER TABLE ... ALTER COLUMN ... COMMENT`` per table
+whose comments differ (a Delta metadata commit), nothing for a table already up to date. ``--comments`` does
+only that (``make sql`` runs it before its shell).
+
 ``--run FILE`` then runs each query of a SQL file (``-- comment`` lines before a query describe it) and
 prints its result, as a table or, with ``--markdown``, as the page ``docs/analyst_queries.md`` is made from.
 
     python -m jobs.runtime.register_catalog --sql
+    python -m jobs.runtime.register_catalog --comments
     python -m jobs.runtime.register_catalog --run docs/analyst_queries.sql --markdown > docs/analyst_queries.md
 """
 
@@ -16,15 +23,53 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
 
-from jobs.lib.config import load_config
+from jobs.lib.config import Config, load_config
 from jobs.lib.spark import build_spark, quiet_logs
-from jobs.lib.tables import catalog_ddl
+from jobs.lib.tables import CATALOG_SCHEMA, TABLES, Lakehouse, catalog_ddl, sql_string
 
 
 def statements(sql: str) -> list[str]:
     return [s.strip() for s in sql.split(";") if s.strip()]
+
+
+def comment_changes(current: StructType, wanted: StructType) -> dict[str, str]:
+    """Column -> its comment in ``wanted``, for the columns of ``current`` whose comment differs."""
+    have = {f.name: f.metadata.get("comment") for f in current.fields}
+    return {
+        f.name: f.metadata["comment"]
+        for f in wanted.fields
+        if f.name in have and f.metadata.get("comment") and have[f.name] != f.metadata["comment"]
+    }
+
+
+def update_comments(spark: SparkSession, cfg: Config) -> dict[str, int]:
+    """Bring the column comments of every existing table up to its schema's; how many changed, per table."""
+    lake = Lakehouse(spark, cfg)
+    changed = {}
+    for t in TABLES.values():
+        try:
+            current = spark.read.format("delta").load(lake.path(t.name)).schema
+        except AnalysisException:
+            continue  # not written yet: registration creates it with its comments
+        todo = comment_changes(current, t.schema)
+        if todo:
+            cols = ", ".join(f"`{c}` COMMENT {sql_string(v)}" for c, v in todo.items())
+            spark.sql(f"ALTER TABLE {lake.table_sql(t.name)} ALTER COLUMN {cols}")
+            changed[t.name] = len(todo)
+    return changed
+
+
+def register(spark: SparkSession, cfg: Config, schema: str = CATALOG_SCHEMA) -> dict[str, int]:
+    """Every table and view in ``schema`` of the session's catalog, column comments brought up to date first (a
+    CREATE over a table whose comments differ would fail); returns the comments changed per table."""
+    changed = update_comments(spark, cfg)
+    for stmt in statements(catalog_ddl(cfg, schema)):
+        spark.sql(stmt)
+    return changed
 
 
 def queries(path: Path) -> list[tuple[str, str]]:
@@ -59,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config")
     p.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
+    p.add_argument("--comments", action="store_true", help="only bring existing tables' column comments up to date")
     p.add_argument("--run", type=Path, help="a SQL file whose queries to run once the catalog is registered")
     p.add_argument("--markdown", action="store_true", help="with --run: print the queries and results as Markdown")
     a = p.parse_args(argv)
@@ -70,8 +116,12 @@ def main(argv: list[str] | None = None) -> None:
 
     spark = build_spark(cfg, "register_catalog")
     quiet_logs(spark)
-    for stmt in statements(ddl):
-        spark.sql(stmt)
+    if a.comments:
+        changed = update_comments(spark, cfg)
+        print(f"column comments updated: {changed}" if changed else "column comments up to date")
+        spark.stop()
+        return
+    changed = register(spark, cfg)
     if a.run and a.markdown:
         print(markdown(spark, a.run))
     elif a.run:
@@ -80,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
             spark.sql(query).show(20, truncate=False)
     else:
         print(f"registered the tables and views of schema mrs: {len(statements(ddl)) - 1} statements")
+        if changed:
+            print(f"column comments updated: {changed}")
     spark.stop()
 
 
