@@ -101,7 +101,7 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(
     out = airflow(env, "dags", "test", "mrs_pipeline", end.isoformat(), "--conf", json.dumps(conf))
     assert "render_event_charts" in out
     # Every task's job (the reset and the 11 stages) was forked from the session's job runner.
-    assert len(set(re.findall(r"Running (jobs\.\w+) .*?through the job runner at", out))) == 12, out[-4000:]
+    assert len(set(re.findall(r"Running (jobs\.[\w.]+) .*?through the job runner at", out))) == 12, out[-4000:]
     assert "no job runner at" not in out
 
     assert lake.active_run_id() == "demo-002"
