@@ -1,8 +1,8 @@
 """End to end through Airflow: `airflow dags test` runs the real tasks on small data, through the whole loop: the
 pipeline (with a demo reset) and the rereview, as Spark Connect clients of the test session forked from its job
 runner, and an analyst's edit, its jobs Connect clients started as new processes (no job runner); and the DFU
-clustering DAG through spark-submit, the other way the same operator runs a job, then its update task as a dry
-run."""
+clustering DAG, its Spark tasks forked from the job runner too, then its update task as a dry run through
+spark-submit, the other way the same operator runs a job."""
 
 import json
 import os
@@ -189,8 +189,9 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(
 
 
 def test_dfu_clustering_through_airflow(spark, connect_url, airflow_db, tmp_path):
-    """The monthly DFU DAG on generated DFUs: features, train, label and a real MERGE, its Spark tasks by
-    spark-submit (the way a cluster runs them); then its update task alone as a dry run, a Spark Connect client."""
+    """The monthly DFU DAG on generated DFUs: features, train, label and a real MERGE, its Spark tasks Connect
+    clients of the test session; then its update task alone as a dry run by spark-submit (the way a cluster runs
+    a job: its own driver JVM)."""
     from jobs.dfu import generate as dfu_generate
     from jobs.dfu.evaluate import read_labelled, score
     from tests.conftest import make_clustering_config
@@ -200,12 +201,12 @@ def test_dfu_clustering_through_airflow(spark, connect_url, airflow_db, tmp_path
     ccfg = make_clustering_config(tmp_path / "dfu")
     frames = dfu_generate.generate(ccfg.generator, ccfg.clustering.min_months_history)
     dfu_generate.write(spark, cfg, frames)
-    env = airflow_env(
-        tmp_path, airflow_db, cfg, DFU_CLUSTERING_CONFIG=str(ccfg.source), DFU_OUTPUT_DIR=str(ccfg.output_dir)
-    )
+    dfu = {"DFU_CLUSTERING_CONFIG": str(ccfg.source), "DFU_OUTPUT_DIR": str(ccfg.output_dir)}
+    env = airflow_env(tmp_path, airflow_db, cfg, connect_url, **dfu)
     # The run due at 1 January 2026: its data interval is December, the month it clusters.
     logical = "2026-01-01T00:00:00+00:00"
-    airflow(env, "dags", "test", "dfu_clustering", logical, "--conf", json.dumps({"as_of": "2025-12"}))
+    out = airflow(env, "dags", "test", "dfu_clustering", logical, "--conf", json.dumps({"as_of": "2025-12"}))
+    assert len(re.findall(r"Running jobs\.dfu\.\w+ .*?through the job runner at", out)) == 2, out[-4000:]
     run_dir = ccfg.output_dir / "2025-12"
     for name in ("clustering_features.csv", "cluster_assignments.csv", "cluster_labels.csv", "cluster_profiles.json"):
         assert (run_dir / name).is_file(), name
@@ -234,16 +235,16 @@ def test_dfu_clustering_through_airflow(spark, connect_url, airflow_db, tmp_path
     exp = client.get_experiment_by_name("dfu_clustering")
     assert len(client.search_runs([exp.experiment_id])) == 1
 
-    # The update task again, as a dry run (the form's `dry_run`), its job a new Connect client process of the test
-    # session. The labels are cleared first, so that an update that ignored the flag would have rows to write (with
-    # nothing to change, a real update commits nothing either).
+    # The update task again, as a dry run (the form's `dry_run`), by spark-submit. The labels are cleared first, so
+    # that an update that ignored the flag would have rows to write (with nothing to change, a real update commits
+    # nothing either).
     dim = lake.table_sql("dim_dfu")
     spark.sql(f"UPDATE {dim} SET cluster_assignment = NULL")
     version = lambda: spark.sql(f"DESCRIBE HISTORY {dim} LIMIT 1").first()["version"]  # noqa: E731
     before = version()
-    warm = {**env, "AIRFLOW_CONN_MRS_SPARK": airflow_connection(connect_url, job_runner=False)}
+    submit = {**env, "AIRFLOW_CONN_MRS_SPARK": json.dumps({"conn_type": "spark", "host": "local[2]"})}
     dry = json.dumps({"dry_run": True, "as_of": "2025-12"})
-    out = airflow(warm, "tasks", "test", "dfu_clustering", "cluster_update", logical, "-t", dry)
+    out = airflow(submit, "tasks", "test", "dfu_clustering", "cluster_update", logical, "-t", dry)
     assert "--dry-run=true" in out and "dry run, nothing written" in out, out[-4000:]
     assert re.search(rf"to_update\s+{featured}\b", out), out[-4000:]
     assert version() == before
