@@ -33,12 +33,13 @@ POOL := mrs_lakehouse_writers
 INSTALLED := $(VENV)/.installed
 JARS      := $(ROOT)/.cache/jars/.complete
 
-.PHONY: help setup jars demo test lint format airflow spark-server sql tables-doc evaluate evaluate-demo evaluate-seeds bench nab cluster-library tsne lock clean \
+.PHONY: help setup jars demo test test-fast lint format airflow spark-server sql tables-doc evaluate evaluate-demo evaluate-seeds bench nab cluster-library tsne lock clean \
 	cluster-generate cluster-features cluster-train cluster-label cluster-update cluster-all cluster-evaluate \
 	cluster-demo cluster-api mlflow-ui
 help:
 	@echo "make demo      generate data, run mrs_pipeline through Airflow, print detection quality"
-	@echo "make test      lint and run the test suite"
+	@echo "make test      lint and run the whole test suite (what CI runs)"
+	@echo "make test-fast lint and run the unit and job-level tests (no Airflow end to end, no whole-pipeline runs)"
 	@echo "make airflow   start Airflow (standalone, SQLite) with the project's DAGs"
 	@echo "make sql       Spark SQL shell with every table in schema mrs"
 	@echo "make tables-doc  docs/tables.md from the column descriptions in schemas/ (a test fails when it is stale)"
@@ -84,6 +85,12 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The edit loop: unit and job-level tests, without the Airflow end-to-end runs and whole-pipeline runs.
+test-fast: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -m "not e2e and not slow"
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

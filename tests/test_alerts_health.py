@@ -200,6 +200,7 @@ def lake_with(spark, cfg, table: Path) -> Lakehouse:
     return lake
 
 
+@pytest.mark.slow
 def test_range_run_equals_tick_by_tick_and_a_repeat_sends_nothing(spark, tmp_path, smtp_server, mrch_table):
     shared = {"paths.artifacts": str(tmp_path / "artifacts")}  # the link names it: the same for both lakes
     cfg_range, cfg_ticks = config(tmp_path / "range", **shared), config(tmp_path / "ticks", **shared)

@@ -183,6 +183,7 @@ def test_features_of_hand_built_series_match_numpy(spark):
 # --- exclusions, writes, CSV ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_exclusions_reconcile_reruns_add_no_rows_and_the_csv_follows_the_contract(spark, small_cfg, dfu_cfg, tmp_path):
     cfg = _lake_cfg(small_cfg, tmp_path)
     lake = Lakehouse(spark, cfg)

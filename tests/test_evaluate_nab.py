@@ -10,6 +10,8 @@ import pytest
 
 from jobs.quality import evaluate_nab as nab
 
+pytestmark = pytest.mark.slow  # detection over a slice of a real NAB series
+
 # 200 rows at 5 minutes; window A covers rows 100..109 (10 rows), window B rows 150..159. NAB leaves the first
 # min(floor(0.15 * 200), 750) = 30 rows unscored.
 TS = pd.date_range("2015-03-01 00:02:53", periods=200, freq="5min")

@@ -2,6 +2,7 @@
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from chispa import assert_df_equality
 from pyspark.sql import Row
 from pyspark.sql import functions as F
@@ -10,6 +11,8 @@ from jobs.lib.tables import Lakehouse
 from jobs.runtime import maintain_tables
 from schemas.mrs import DEMO_RUN_CONFIG, INGEST_QUARANTINE
 from tests.conftest import make_config
+
+pytestmark = pytest.mark.slow  # compaction and VACUUM over the lakehouse, three runs
 
 END = datetime(2025, 8, 20, tzinfo=UTC)
 

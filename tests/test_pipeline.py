@@ -21,6 +21,8 @@ from jobs.runtime.pipeline import run_range as run_stages
 from jobs.stages import check_pipeline_health, cluster_minority_report, hydrate_minority_reports, render_event_charts
 from tests.conftest import make_config
 
+pytestmark = pytest.mark.slow  # whole pipeline runs over the small data
+
 START = datetime(2025, 8, 4, tzinfo=UTC)
 TICK = timedelta(minutes=15)
 HYDRATED = ("minority_reports", "minority_events_log")

@@ -292,6 +292,7 @@ def test_a_reports_reference_price_is_computed_once_then_read_from_its_table(spa
     assert_df_equality(again, prices, ignore_row_order=True)
 
 
+@pytest.mark.slow
 def test_incremental_runs_track_reviews_and_equal_a_full_rebuild(spark, tmp_path):
     cfg = make_config(tmp_path)
     lake = Lakehouse(spark, cfg)

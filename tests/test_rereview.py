@@ -20,6 +20,8 @@ from jobs.review import build_rereview_worklist, rereview_cluster_reports, rerev
 from jobs.stages import cluster_minority_report, detect_anomalies, ingest, propose_cause_for_minority
 from tests.conftest import make_config
 
+pytestmark = pytest.mark.slow  # a day's run of four stages, then rereviews
+
 RUN = "demo-001"
 START = datetime(2025, 8, 4, tzinfo=UTC)
 DAY = datetime(2025, 8, 12, tzinfo=UTC)  # a promotion and a unit glitch; the 7 days before are the warm-up

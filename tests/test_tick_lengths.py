@@ -14,6 +14,8 @@ from jobs.stages import detect_anomalies as det
 from jobs.stages import ingest
 from tests.conftest import make_config
 
+pytestmark = pytest.mark.slow  # detection over real series at other tick lengths
+
 NAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 DAY0 = datetime(2025, 8, 4, tzinfo=UTC)
 
