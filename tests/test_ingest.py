@@ -193,3 +193,20 @@ def test_union_all_keeps_the_files_order_in_a_shallow_plan(spark):
     frames = [spark.createDataFrame([(i,)], "n int") for i in range(5)]
     assert [r.n for r in union_all(frames).collect()] == [0, 1, 2, 3, 4]
     assert [r.n for r in union_all(frames[:1]).collect()] == [0]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ['store_id,sku_id,"units, sold"', "a,,b,", "a,b,a,A,c", "ts,ts,units"],
+    ids=["quoted", "blank", "repeated", "repeated-first"],
+)
+def test_a_header_is_read_without_spark_as_spark_names_it(spark, tmp_path, header):
+    path = tmp_path / "f.csv"
+    path.write_text(header + "\n1,2,3,4,5\n")
+    assert ingest.csv_header(path) == spark.read.option("header", True).csv(str(path)).columns
+
+
+def test_a_header_with_a_byte_order_mark_names_its_first_column_cleanly(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"\xef\xbb\xbfstore_id,sku_id\n1,2\n")
+    assert ingest.csv_header(path) == ["store_id", "sku_id"]

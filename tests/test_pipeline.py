@@ -270,7 +270,8 @@ def test_reports_become_events_with_a_registry_and_hydrated_rows(spark, whole_ru
 def test_analyst_edits_are_refused_or_finalised_hydrated_and_protected_once(spark, whole_run):
     cfg, _ = whole_run
     lake = Lakehouse(spark, cfg)
-    counts = lambda: {n: lake.read(n).count() for n in ("user_edits_log", "minority_reports_finalised_log")}  # noqa: E731
+    edit_logs = ("user_edits_log", "user_minority_events_edits_log", "minority_reports_finalised_log")
+    counts = lambda: {n: lake.read(n).count() for n in edit_logs}  # noqa: E731
     before = counts()
     with pytest.raises(EditError, match="unknown report"):
         edit.record(spark, cfg, EditRequest("report", "MR-" + "0" * 64, "alice", (("review_status", "rejected"),)))
@@ -299,6 +300,10 @@ def test_analyst_edits_are_refused_or_finalised_hydrated_and_protected_once(spar
     assert lake.read("protection_feed").where(F.col("report_id") == target.report_id).count() == 0
 
     assert edit.record(spark, cfg, fix)["user_edits_log"] == 2
+    # An event edit in the same refresh: the roll-up shows the analyst's cause and name (checked below).
+    name = (("cause_category", "Data Error"), ("cohort_name", "Feed replayed at one store"))
+    rename = EditRequest("event", target.report_group_id, "carol", name, None, "manual__3")
+    assert edit.record(spark, cfg, rename)["user_minority_events_edits_log"] == 2
     refresh_reports.run(spark, cfg)
     row = lake.read("minority_reports").where(F.col("report_id") == target.report_id).first()
     assert (row.proposed_cause_category, row.impact_vector, row.confidence_score) == (
@@ -321,12 +326,9 @@ def test_analyst_edits_are_refused_or_finalised_hydrated_and_protected_once(spar
     after = counts()
     assert edit.record(spark, cfg, reject)["user_edits_log"] == 0
     assert edit.record(spark, cfg, fix)["user_edits_log"] == 0
+    assert edit.record(spark, cfg, rename)["user_minority_events_edits_log"] == 0
     assert counts() == after
 
-    # An event edit: the roll-up shows the analyst's cause and name.
-    name = (("cause_category", "Data Error"), ("cohort_name", "Feed replayed at one store"))
-    edit.record(spark, cfg, EditRequest("event", target.report_group_id, "carol", name, None, "manual__3"))
-    refresh_reports.run(spark, cfg)
     ev = lake.read("minority_events_log").where(F.col("event_id") == target.report_group_id).first()
     assert (ev.cause_category, ev.cohort_name, ev.edited_by) == ("Data Error", "Feed replayed at one store", "carol")
     assert ev.field_sources["cause_category"] == "analyst" and ev.field_sources["review_status"] == "model"
