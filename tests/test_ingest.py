@@ -206,7 +206,7 @@ def test_a_header_is_read_without_spark_as_spark_names_it(spark, tmp_path, heade
     assert ingest.csv_header(path) == spark.read.option("header", True).csv(str(path)).columns
 
 
-def test_a_header_with_a_byte_order_mark_names_its_first_column_cleanly(tmp_path):
+def test_a_header_with_a_byte_order_mark_names_its_first_column_cleanly_and_bad_bytes_do_not_stop_it(tmp_path):
     path = tmp_path / "f.csv"
-    path.write_bytes(b"\xef\xbb\xbfstore_id,sku_id\n1,2\n")
+    path.write_bytes(b"\xef\xbb\xbfstore_id,sku_id\n1,caf\xe9\n")  # and a byte that is not UTF-8
     assert ingest.csv_header(path) == ["store_id", "sku_id"]

@@ -87,7 +87,8 @@ def landing_files(folder: Path, start: datetime, end: datetime) -> tuple[list[Pa
 def csv_header(path: Path, case_sensitive: bool = False) -> list[str]:
     """A file's column names as Spark's CSV reader names them (``_c<i>`` for a blank one, ``<name><i>`` for a
     repeated one), read here: asking Spark cost a job per file, 14 of a small pass's 65 ingest jobs."""
-    with path.open(newline="", encoding="utf-8-sig") as f:
+    # Undecodable bytes are replaced, as Spark does: a bad row is quarantined later, not a crash here.
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
         row = next(csv.reader(f), [])
     fold = (lambda n: n) if case_sensitive else str.lower
     names = [fold(n) for n in row if n]
