@@ -116,6 +116,9 @@ def spark(small_cfg):
             "spark.master": "local[2]",
             # The default 1 GiB heap ran out building a broadcast late in a full run (the suite's many runs).
             "spark.driver.memory": "2g",
+            # Throughput over pause times for the suite's one long-lived JVM: a fresh-lake pipeline pass took
+            # ~10 % less with the parallel collector than with G1 (75.1 against 82.9 s, 4 warm passes each).
+            "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
             "spark.ui.enabled": "false",
