@@ -10,7 +10,9 @@ stage over it as one range, and scores the run against the generator's ground tr
   name purity;
 - **cohorts** (``jobs/quality/evaluate_cohorts.py``): multi-store anomalies that became exactly one event.
 
-Then, where ``../shared/data/nab/`` exists, the NAB standard-profile score of detection over its real series
+Then the robustness of detection over generated families of series and the real series
+(``jobs/quality/evaluate_families.py``, the per-series model alone, no Spark), and, where ``../shared/data/nab/``
+exists, the NAB standard-profile score of detection over its real series
 (``jobs/quality/evaluate_nab.py``). The figures go to ``docs/benchmarks/evaluate.json`` and the evaluation section of
 ``BENCHMARKS.md``.
 
@@ -97,6 +99,20 @@ def render(result: dict) -> str:
         table(result["seeds"]),
         "",
     ]
+    families = result.get("families")
+    if families:
+        from jobs.quality.evaluate_families import report as families_report
+
+        lines += [
+            "Detection over families of series (`python -m jobs.quality.evaluate_families`, seeds "
+            f"{', '.join(map(str, families['seeds']))}; false reports per 100 series-days, delay and onset error in "
+            "ticks, the NAB-style score with the one shipped threshold):",
+            "",
+            "```",
+            families_report(families),
+            "```",
+            "",
+        ]
     nab = result.get("nab")
     if not nab:
         return "\n".join([*lines, "NAB: not run (`../shared/data/nab/` absent or `--no-nab`).", ""])
@@ -128,7 +144,7 @@ def render(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     from jobs.lib.spark import build_spark, quiet_logs
-    from jobs.quality import evaluate_attribution, evaluate_nab
+    from jobs.quality import evaluate_attribution, evaluate_families, evaluate_nab
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config")
@@ -143,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"seed {seed}: generating and running every stage ...", flush=True)
         seeds.append(evaluate_attribution.run_seed(spark, cfg, seed))
     rows = [figures(r) for r in seeds]
+    print("families: detecting over the generated families and the real series ...", flush=True)
+    families = evaluate_families.run(cfg, nab_dir=None if a.no_nab else evaluate_nab.DEFAULT_NAB_DIR)
+    families = {k: families[k] for k in ("seeds", "table", "real")}  # per series: too long for the report
     nab = None
     if a.no_nab:
         print("NAB: skipped (--no-nab)")
@@ -155,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         "seeds": rows,
         "mean": mean_row(rows),
         "details": seeds,
+        "families": families,
         "nab": nab,
         "measured_on": datetime.now(UTC).strftime("%Y-%m-%d"),  # when it was measured: a report, not data
         "command": "make evaluate",
@@ -162,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(table(rows))
+    print(evaluate_families.report(families))
     if nab:
         print(evaluate_nab.report(nab))
 
