@@ -193,9 +193,14 @@ BASELINE_SALES_MODEL_PREDICTION_LOG = StructType(
         _f(
             "baseline_units",
             DoubleType(),
-            "expected units for the tick from the day's baseline_profile_log row, NULL: too little history yet",
+            "expected units for the tick from the day's baseline_profile_log row, NULL: no earlier day with data",
         ),
-        _f("history_days", IntegerType(), "complete days of history the day's baseline was fitted on", False),
+        _f(
+            "history_days",
+            IntegerType(),
+            "days of history the day's baseline was fitted on (under detection.min_history_days: a fallback)",
+            False,
+        ),
         _f("model_version", StringType(), MODEL_VERSION, False),
         _f("report_id", StringType(), "the report open on the series at this tick, NULL when none"),
         _f(
@@ -205,7 +210,7 @@ BASELINE_SALES_MODEL_PREDICTION_LOG = StructType(
             False,
         ),
         _written_at("= ts"),
-        _is_degraded("true when actual_units or baseline_units is NULL"),
+        _is_degraded("true when actual_units or baseline_units is NULL, or history_days < detection.min_history_days"),
         _date(),
     ]
 )
@@ -220,23 +225,42 @@ BASELINE_PROFILE_LOG = StructType(
         _f(
             "baseline",
             ArrayType(DoubleType()),
-            "expected units per time-of-day slot of the day (slot 0 at midnight), NULL: too little history",
+            "expected units per time-of-day slot of the day (slot 0 at midnight), NULL: no earlier day with data",
         ),
         _f(
             "history_days",
             IntegerType(),
-            "complete days in the detection.lookback_days before the day that the baseline was fitted on",
+            "days with detection.min_day_coverage of their ticks in the detection.lookback_days before this one",
             False,
         ),
         _f(
             "overdispersion",
             DoubleType(),
-            "k of the series' negative binomial: variance = mean + k * mean^2, fitted on the same days",
+            "k of the series' noise: variance = dispersion * mean + k * mean^2, fitted on the same days",
+        ),
+        _f("dispersion", DoubleType(), "the noise's variance per unit of mean (above 1: sales come in lumps)"),
+        _f(
+            "calibration_sample",
+            ArrayType(DoubleType()),
+            "the day before's scan statistics against its own baseline, per detection.windows entry: its busy "
+            "windows, then the top 15% of its spike z and of its drop z (NULL: not scored by the seasonal model)",
+        ),
+        _f("scored_ticks", IntegerType(), "ticks of the day before that calibration_sample stands for (0: none)"),
+        _f(
+            "calibration",
+            ArrayType(DoubleType()),
+            "per detection.windows entry, spike then drop: the factors a z is divided by at the 90% and 98% "
+            "quantiles, from the calibration samples of the lookback",
         ),
         _f("model_version", StringType(), MODEL_VERSION, False),
-        _f("report_status", StringType(), "ok | insufficient_history (fewer than detection.min_history_days)", False),
+        _f(
+            "report_status",
+            StringType(),
+            "ok | short_history (a fallback: fewer than detection.min_history_days) | insufficient_history (none)",
+            False,
+        ),
         _written_at("the day's midnight: the baseline uses only the days before it"),
-        _is_degraded("true when baseline is NULL"),
+        _is_degraded("true when report_status is not ok"),
         _date("the day the baseline is for"),
     ]
 )
@@ -251,17 +275,22 @@ ANOMALY_CLASSIFIER_MODEL_PREDICTION_LOG = StructType(
         _f(
             "z_score",
             DoubleType(),
-            "signed z (negative-binomial tail) of the deciding window, the one with the largest |z| / threshold, "
-            "NULL without actual or baseline units",
+            "signed z (negative-binomial tail) of the deciding window, the one with the smallest calibrated tail "
+            "probability, NULL without actual or baseline units",
         ),
         _f("z_window", IntegerType(), "length in ticks of that window (one of detection.windows)"),
-        _f("anomaly_score", DoubleType(), "s^2 / (1 + s^2) with s = |z| / threshold, in [0, 1], NULL without a z"),
+        _f(
+            "anomaly_score",
+            DoubleType(),
+            "min(1, -log10(p) / 10), p the calibrated tail probability of the tick under the series own recent "
+            "noise, in [0, 1], NULL: not scored (see unscored_reason)",
+        ),
         _f("direction", StringType(), "spike (z >= 0) | drop, NULL without a z"),
         _f(
             "is_anomalous",
             BooleanType(),
-            "decision after hysteresis: on from score >= detection.score_on until detection.off_ticks ticks in a "
-            "row below detection.score_off",
+            "decision after hysteresis: on from the score detection.false_alarm_budget sets until "
+            "detection.off_ticks ticks in a row below detection.score_off",
             False,
         ),
         _f("model_version", StringType(), MODEL_VERSION, False),
@@ -272,8 +301,14 @@ ANOMALY_CLASSIFIER_MODEL_PREDICTION_LOG = StructType(
             "the series' report at this tick: active | ended (its closing tick) | none",
             False,
         ),
+        _f(
+            "unscored_reason",
+            StringType(),
+            "why anomaly_score is NULL: no_reading (no sales row) | no_history (no earlier day with data) | "
+            "no_baseline_in_window (a window reaches a tick without one), NULL when scored",
+        ),
         _written_at("= ts"),
-        _is_degraded("true when actual_units or baseline_units is NULL"),
+        _is_degraded("true when actual_units or baseline_units is NULL, or history_days < detection.min_history_days"),
         _date(),
     ]
 )
@@ -287,10 +322,16 @@ MINORITY_REPORTS_DETECTED_LOG = StructType(
         _f(
             "first_detected_from",
             TimestampType(),
-            "tick the report opened (score reached detection.score_on): fixes report_id on every replay",
+            "tick the report opened (its score reached the false-alarm budget's): fixes report_id on every replay",
             False,
         ),
-        _f("window_start", TimestampType(), "start of the anomaly window: = first_detected_from", False),
+        _f(
+            "window_start",
+            TimestampType(),
+            "start of the anomaly window: its estimated onset, the first deviating tick of the window that "
+            "opened the report (at most detection.windows' longest before first_detected_from)",
+            False,
+        ),
         _f("window_end", TimestampType(), "tick the report closed on, NULL while the report is active"),
         _f(
             "direction",

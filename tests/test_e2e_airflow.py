@@ -109,7 +109,7 @@ def test_the_loop_through_airflow_pipeline_reset_edit_and_rereview(
     quality = evaluate_detection.run(spark, cfg)  # reads the active run_id
     assert quality["run_id"] == "demo-002"
     assert quality["injected_anomalies"] == 6
-    assert quality["anomaly_recall"] >= 5 / 6, quality
+    assert round(quality["anomaly_recall"] * quality["injected_anomalies"]) >= 5, quality  # 5 of the 6 at least
     # The earlier run is untouched and still queryable.
     assert lake.read("sales_timeseries_data", "demo-001").count() == earlier
     assert lake.read("minority_reports_detected_log", "demo-001").count() == 0

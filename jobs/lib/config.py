@@ -5,6 +5,7 @@ Every error names the offending key, e.g. ``conf/mrs.yaml: detection.score_off: 
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import date, datetime
 from pathlib import Path
@@ -57,31 +58,38 @@ class Ingest(_Strict):
     optional_columns: list[str]
 
 
+def opening_score(false_alarm_budget: float, tick_seconds: int) -> float:
+    """The anomaly score a report opens at: the tail probability per tick and direction that spends a false-alarm
+    budget of ``false_alarm_budget`` reports per 100 series-days, on the score's scale (-log10(p) / 10)."""
+    alpha = false_alarm_budget / 100.0 / (86400 / tick_seconds) / 2.0
+    return -math.log10(alpha) / 10.0
+
+
 class Detection(_Strict):
     model_version: str
     lookback_days: int = Field(14, ge=2, le=90)
     min_history_days: int = Field(7, ge=1)
-    min_day_coverage: float = Field(0.9, gt=0, le=1)
+    min_day_coverage: float = Field(0.5, gt=0, le=1)
     trim: float = Field(0.2, ge=0, lt=0.5)
     weekly_min_days: int = Field(3, ge=2)
     floor_rate: float = Field(0.05, gt=0)
     baseline_rel_error: float = Field(0.1, ge=0)
     windows: list[int]
-    thresholds: list[float]
-    score_on: float = Field(0.5, gt=0, lt=1)
-    score_off: float = Field(0.25, gt=0, lt=1)
+    false_alarm_budget: float = Field(0.5, gt=0, le=100)  # reports per 100 series-days the threshold allows
+    score_off: float = Field(0.2, gt=0, lt=1)
     off_ticks: int = Field(3, ge=1)
     severity_scale: float = Field(1.0, gt=0)
     series_batches: int = Field(64, ge=1, le=100_000)
+
+    def score_on(self, tick_seconds: int) -> float:
+        return opening_score(self.false_alarm_budget, tick_seconds)
 
     @model_validator(mode="after")
     def _consistent(self) -> Detection:
         if self.min_history_days > self.lookback_days:
             raise ValueError("min_history_days: must not exceed lookback_days")
-        if self.score_off >= self.score_on:
-            raise ValueError("score_off: must be below score_on")
-        if len(self.windows) != len(self.thresholds) or not self.windows:
-            raise ValueError("thresholds: needs one value per entry of windows")
+        if not self.windows:
+            raise ValueError("windows: needs at least one window")
         if any(w < 1 for w in self.windows):
             raise ValueError("windows: every window must be at least 1 tick")
         return self
@@ -279,6 +287,16 @@ class Config(_Strict):
     def tick_seconds(self) -> int:
         return self.pipeline.tick_minutes * 60
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        on = self.detection.score_on(self.tick_seconds)
+        if self.detection.score_off >= on:
+            raise ValueError(
+                f"detection.score_off: must be below the score a report opens at ({on:.3f}, from "
+                f"false_alarm_budget {self.detection.false_alarm_budget} at {self.pipeline.tick_minutes}-minute ticks)"
+            )
+        return self
+
 
 def _resolve(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
@@ -320,7 +338,7 @@ def validate(model: type[_M], raw: dict, path: Path) -> _M:
         for err in e.errors():
             key = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            if ":" in msg and msg.split(":")[0].isidentifier():
+            if ":" in msg and msg.split(":")[0].replace(".", "_").isidentifier():
                 # model-level checks name the field themselves ("score_off: must be ...")
                 key = f"{key}.{msg.split(':')[0]}" if key else msg.split(":")[0]
                 msg = msg.split(":", 1)[1].strip()

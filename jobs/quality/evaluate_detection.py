@@ -2,7 +2,9 @@
 
 An injected anomaly counts as found when a report on one of its series overlaps its window; a report that
 overlaps no injected window on its series is a false report. Prints recall (per anomaly and per affected
-series), false reports per 100 series-days, and the median detection delay in ticks.
+series), false reports per 100 series-days, the median detection delay in ticks (from an anomaly's start to the
+tick its first report opened, ``first_detected_from``) and how often ``window_start``, the report's estimated
+onset, is within one tick of the anomaly's start.
 
     python -m jobs.quality.evaluate_detection --config conf/mrs.yaml [--json]
 """
@@ -30,6 +32,7 @@ def latest_reports(mrdl: DataFrame, tick_seconds: int) -> DataFrame:
     return latest(mrdl).select(
         "report_id",
         "series_key",
+        "first_detected_from",
         "window_start",
         F.coalesce("window_end", F.col("written_at") + F.expr(f"INTERVAL {tick_seconds} SECONDS")).alias("window_end"),
     )
@@ -43,13 +46,16 @@ def evaluate(reports: DataFrame, truth: DataFrame, tick_seconds: int, series_day
         & (F.col("r.window_end") > F.col("g.start"))
     )
     pairs = truth.alias("g").join(reports.alias("r"), overlap, "left")
-    per_series = pairs.groupBy("g.anomaly_id", "g.anomaly_type", "g.series_key", "g.start").agg(
-        F.min("r.window_start").alias("detected_from")
+    # A series' first report overlapping the anomaly: when it opened, and the onset it estimated.
+    first = F.min_by(F.struct("r.first_detected_from", "r.window_start"), F.col("r.first_detected_from"))
+    per_series = pairs.groupBy("g.anomaly_id", "g.anomaly_type", "g.series_key", "g.start").agg(first.alias("f"))
+    per_series = per_series.select(
+        "*", F.col("f.first_detected_from").alias("detected_from"), F.col("f.window_start").alias("onset")
     )
     per_series = per_series.withColumn(
         "delay_ticks",
         F.greatest(F.lit(0), (F.unix_timestamp("detected_from") - F.unix_timestamp("start")) / tick_seconds),
-    )
+    ).withColumn("onset_error_ticks", F.abs(F.unix_timestamp("onset") - F.unix_timestamp("start")) / tick_seconds)
     per_anomaly = per_series.groupBy("anomaly_id", "anomaly_type").agg(
         F.max(F.col("detected_from").isNotNull().cast("int")).alias("found"),
         F.min("delay_ticks").alias("delay_ticks"),
@@ -60,6 +66,7 @@ def evaluate(reports: DataFrame, truth: DataFrame, tick_seconds: int, series_day
         F.sum(F.col("detected_from").isNotNull().cast("int")).alias("found"),
         F.percentile(F.col("delay_ticks"), 0.5).alias("median_delay"),
         F.percentile(F.col("delay_ticks"), 0.9).alias("p90_delay"),
+        F.avg((F.col("onset_error_ticks") <= 1).cast("double")).alias("onset_within_1"),
     ).first()
     a = per_anomaly.agg(F.count("*").alias("n"), F.sum("found").alias("found")).first()
     by_type = {
@@ -80,6 +87,7 @@ def evaluate(reports: DataFrame, truth: DataFrame, tick_seconds: int, series_day
         "false_reports_per_100_series_days": round(100.0 * n_false / series_days, 3) if series_days else None,
         "median_delay_ticks": s["median_delay"],
         "p90_delay_ticks": s["p90_delay"],
+        "onset_within_1_tick": round(s["onset_within_1"], 4) if s["onset_within_1"] is not None else None,
     }
 
 
@@ -128,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         f"= {r['false_reports_per_100_series_days']} per 100 series-days"
     )
     print(f"  detection delay (ticks):    median {r['median_delay_ticks']}, p90 {r['p90_delay_ticks']}")
+    print(f"  onset (window_start) within one tick of the start: {r['onset_within_1_tick']}")
 
 
 if __name__ == "__main__":

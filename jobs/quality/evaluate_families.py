@@ -52,6 +52,7 @@ SERIES_PER_FAMILY = 16
 DAYS = 21
 TICK_MINUTES = 15
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+MIN_EXCESS = 6.0  # a labelled spike or drop moves the window's sales by at least this many noise deviations
 NAB_FILES = ("Twitter_volume_AAPL.csv", "nyc_taxi.csv")
 
 
@@ -105,11 +106,11 @@ def _series(family: str, i: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     mu = level * curve * np.repeat(weekly[dow], tpd)
     if family == "heavy_tailed":
         # Bursty volume: the level wanders (AR(1) in logs) and short bursts come a few times a week.
-        eps = rng.normal(0.0, 0.25, n)
+        eps = rng.normal(0.0, 0.15, n)
         ar = np.zeros(n)
         for t in range(1, n):
             ar[t] = 0.9 * ar[t - 1] + eps[t]
-        mu = mu * np.exp(ar - 0.5 * 0.25**2 / (1 - 0.81))
+        mu = mu * np.exp(ar - 0.5 * 0.15**2 / (1 - 0.81))
         for s in rng.integers(0, n - 2, size=3 * days // 7 * 3):
             mu[s : s + int(rng.integers(1, 3))] *= rng.uniform(1.5, 2.5)
     if family == "level_shift":
@@ -129,17 +130,34 @@ def _series(family: str, i: int, rng: np.random.Generator) -> tuple[np.ndarray, 
         mu[s:] *= rng.uniform(0.35, 0.5) if kind == "drop" else rng.uniform(1.8, 2.5)
         truth.append((s, s + tpd))  # the shift is news for a day; after that it is the new level
     else:
-        # A drop of a few units is no news: on low counts an incident shows over hours, not minutes.
-        short = 24 if family == "poisson_low" else 8
-        length = int(rng.integers(short, 3 * short + 1)) if kind == "drop" else int(rng.integers(4, 17))
+        length = int(rng.integers(8, 25)) if kind == "drop" else int(rng.integers(4, 17))
         s = _place(rng, tpd, lo_day, days - 1, length)
         e = min(s + length, n)
         if kind == "drop":
+            # A drop must lose enough sales to be news: it lasts until MIN_EXCESS noise deviations are lost.
+            while e < min(s + 48, n) and np.nansum(mu[s:e]) < MIN_EXCESS**2 / 2:
+                e += 1
             mu[s:e] = 0.0
         else:
-            mu[s:e] *= rng.uniform(3.0, 5.0) if family in ("poisson_low", "intermittent") else rng.uniform(2.0, 3.5)
+            m = rng.uniform(3.0, 5.0) if family in ("poisson_low", "intermittent") else rng.uniform(2.0, 3.5)
+            mu[s:e] *= max(m, _detectable(family, mu[s:e]))
+            if family == "intermittent":
+                mu[s:e] = np.minimum(mu[s:e], 0.9)  # a chance of a sale per tick
         truth.append((s, e))
     return mu, truth, first_day
+
+
+def _detectable(family: str, mu: np.ndarray) -> float:
+    """The multiplier at which a spike over ``mu`` adds MIN_EXCESS standard deviations of the family's own noise
+    (a labelled anomaly must be one a detector could find at a false-alarm budget of a report in 200 series-days)."""
+    base = float(np.nansum(mu))
+    if base <= 0:
+        return 1.0
+    if family == "intermittent":  # lumps of 3 units on average (variance of a lump's size 6: E[X^2] = 15)
+        return 1.0 + MIN_EXCESS * np.sqrt(15.0 * base) / (3.0 * base)
+    k = 2.0 if family == "heavy_tailed" else 5.0
+    sd = np.sqrt(base + float(np.nansum(mu**2)) / k)
+    return 1.0 + MIN_EXCESS * sd / base
 
 
 def _draw(family: str, mu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -260,12 +278,13 @@ def score_series(s: Labelled, rows: pd.DataFrame) -> dict:
     reps = reports_of(rows, tick)
     ticks = pd.DatetimeIndex(rows["ts"])
     scored = rows["anomaly_score"].notna().to_numpy()
-    # The longest stretch of ticks without a score from the series' first reading on (a tick without a
-    # reading has none either: it counts, as it leaves the series blind).
+    # The longest stretch of readings without a score (a tick without a reading has nothing to score).
     has_data = rows["actual_units"].notna().to_numpy()
-    blind = ~scored[np.argmax(has_data) :] if has_data.any() else ~scored
+    read_ts, blind = ticks[has_data], ~scored[has_data]
     edges = np.diff(np.concatenate([[0], blind.astype(np.int8), [0]]))
-    longest = int(np.max(np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1), initial=0))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    spans = [(read_ts[b] - read_ts[a]) / tick + 1 for a, b in zip(starts, stops, strict=True)]
+    longest = int(max(spans, default=0))
     found, delays, onset_err, matched = 0, [], [], np.zeros(len(reps), dtype=bool)
     for a0, a1 in s.anomalies:
         hit = (reps["window_start"] < a1) & (reps["window_end"] > a0)

@@ -2,21 +2,28 @@
 
 For every series, over the run's data interval [start, end):
 
-1. **Baseline** (``baseline_sales_model_prediction_log``). Expected units for each tick from the series' own
-   trailing ``lookback_days`` of history, strictly before the tick's day: the median over those days of the
-   same time-of-day slot and its two neighbours, times a day-of-week factor (the median ratio of same-weekday
-   totals to the profile's total). Medians keep the anomalies it must find out of the baseline.
-2. **Classifier** (``anomaly_classifier_model_prediction_log``). For each residual window of ``windows`` ticks
-   ending at the tick, z = (actual - baseline) / sqrt(dispersion * baseline + (rel_error * baseline)^2 + 1);
-   s = the largest |z| / threshold (a long window counts only while the current tick deviates the same way);
-   ``anomaly_score`` = s^2 / (1 + s^2) in [0, 1]. Decision with hysteresis: a report opens when the score
-   reaches ``score_on`` and closes after ``off_ticks`` ticks in a row below ``score_off``.
+1. **Baseline** (``baseline_profile_log``, ``baseline_sales_model_prediction_log``). Expected units for each tick
+   from the series' own trailing ``lookback_days`` of history, strictly before the tick's day: a trimmed mean over
+   those days of the same time-of-day slot and its two neighbours (keeping a sparse series' typical daily volume),
+   per weekday once it has ``weekly_min_days`` of them, else times the weekday's median ratio. Its noise: variance
+   = dispersion * mean + overdispersion * mean^2, fitted on the same days. A series is scored from its second day
+   on; below ``min_history_days`` the baseline is a fallback and its rows are degraded.
+2. **Classifier** (``anomaly_classifier_model_prediction_log``). For each trailing window of ``windows`` ticks,
+   the signed z of its units under the noise model (a negative binomial's tail); a window longer than a few ticks
+   counts only while the last ticks deviate its way. Each z is calibrated to the series' own recent behaviour
+   (``calibrate``: its recent windows' 90% and 98% quantiles against the normal's, from the day samples kept in
+   ``baseline_profile_log``), so that one threshold means about the same false-alarm rate on every series. The
+   tick's p is the normal tail of the best calibrated z times the number of windows; ``anomaly_score`` =
+   min(1, -log10(p) / 10). A report opens when the score reaches the one the ``false_alarm_budget`` (reports per
+   100 series-days) sets (``Params.score_on``) and closes after ``off_ticks`` ticks in a row below ``score_off``.
 3. **Reports** (``minority_reports_detected_log``). One snapshot per active report per tick, and a closing
-   snapshot with ``window_end`` at the tick the report ends. ``report_id`` follows spec decision 2.
+   snapshot with ``window_end`` at the tick the report ends. ``window_start`` is the estimated onset (the first
+   deviating tick of the window that opened it), and the totals run from there. ``report_id`` follows spec
+   decision 2 (from ``first_detected_from``, the opening tick).
 
 Causal and replayable: a tick's rows use only data at or before the tick; the state carried between runs is
-the previous tick's open reports, read back from the MRDL, so one run over a range writes exactly the rows
-that tick-by-tick runs write.
+the previous tick's open reports, read back from the MRDL, and each day's baseline and calibration, kept once per
+day, so one run over a range writes exactly the rows that tick-by-tick runs write.
 
     spark-submit jobs/stages/detect_anomalies.py --config conf/mrs.yaml --start ... --end ...
 """
@@ -24,6 +31,7 @@ that tick-by-tick runs write.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 
@@ -33,7 +41,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.lib.cli import stage_main
-from jobs.lib.config import Config
+from jobs.lib.config import Config, opening_score
 from jobs.lib.tables import Lakehouse
 from jobs.lib.ticks import fmt_ts, naive_utc
 
@@ -42,6 +50,7 @@ OPEN_COLS = [
     "series_key",
     "report_id",
     "first_detected_from",
+    "window_start",
     "attributed_sales_total",
     "baseline_sales_total",
     "peak_anomaly_score",
@@ -51,7 +60,8 @@ OUTPUT_SCHEMA = (
     "series_key string, store_id string, sku string, retailer_id string, region string, category string, "
     "ts timestamp, actual_units double, baseline_units double, history_days int, z_score double, "
     "z_window int, anomaly_score double, direction string, is_anomalous boolean, report_id string, "
-    "report_status string, is_degraded boolean, first_detected_from timestamp, window_end timestamp, "
+    "report_status string, is_degraded boolean, unscored_reason string, first_detected_from timestamp, "
+    "window_start timestamp, window_end timestamp, "
     "report_direction string, severity double, peak_anomaly_score double, attributed_sales_total double, "
     "baseline_sales_total double, ticks_active int"
 )
@@ -78,8 +88,7 @@ class Params:
     floor_rate: float
     baseline_rel_error: float
     windows: tuple[int, ...]
-    thresholds: tuple[float, ...]
-    score_on: float
+    false_alarm_budget: float
     score_off: float
     off_ticks: int
     severity_scale: float
@@ -92,8 +101,13 @@ class Params:
             start=start,
             end=end,
             tick_seconds=cfg.tick_seconds,
-            **{**d, "windows": tuple(d["windows"]), "thresholds": tuple(d["thresholds"])},
+            **{**d, "windows": tuple(d["windows"])},
         )
+
+    @property
+    def score_on(self) -> float:
+        """The score a report opens at, from the false-alarm budget."""
+        return opening_score(self.false_alarm_budget, self.tick_seconds)
 
     @property
     def context_ticks(self) -> int:
@@ -119,7 +133,8 @@ class Params:
 
     @property
     def history_start(self) -> datetime:
-        return self.first_day - timedelta(days=self.lookback_days)
+        """The first day of sales a run reads to compute its baselines and their calibration from scratch."""
+        return self.first_day - timedelta(days=2 * self.lookback_days)
 
 
 def report_id(series_key: str, first_detected_from) -> str:
@@ -163,27 +178,39 @@ def _profile(hist: np.ndarray, used: np.ndarray, trim: float) -> np.ndarray:
         samples = np.stack([left, hist, right], axis=3).transpose(0, 2, 1, 3).reshape(n_series, slots, -1)
     else:
         samples = hist.transpose(0, 2, 1)
-    return np.nan_to_num(_trimmed_mean(samples, trim))
+    prof = np.nan_to_num(_trimmed_mean(samples, trim))
+    # An intermittent series (most ticks without a sale) trims to almost nothing: the profile keeps the typical
+    # day's volume, the part the trimming lost spread over the slots as their plain means spread it.
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: series or slots without history
+        typical = np.nan_to_num(np.nanmedian(np.nanmean(hist, axis=2), axis=1) * slots)
+        mean = np.nan_to_num(np.nanmean(samples, axis=2))
+    total = mean.sum(axis=1)
+    missing = np.maximum(typical - prof.sum(axis=1), 0.0)
+    return prof + np.where(total > 0, missing / np.where(total > 0, total, 1.0), 0.0)[:, None] * mean
 
 
 def baseline_matrix(
     y: np.ndarray, day0: pd.Timestamp, first_day: int, p: Params
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Baseline for days ``first_day..`` of ``y`` (series x days x slots; NaN = no data), each day's count of
-    history days, and each day's overdispersion (variance = mean + overdispersion * mean^2, fitted on the
-    history). Vectorised over series; each series' values are those it gets alone."""
+    history days, its overdispersion and dispersion (variance = dispersion * mean + overdispersion * mean^2,
+    fitted on the history).
+    A series is fitted from its first day with data on (below ``min_history_days`` it is a degraded fallback).
+    Vectorised over series; each series' values are those it gets alone."""
     n_series, n_days, slots = y.shape
     covered = np.mean(~np.isnan(y), axis=2) >= p.min_day_coverage
     dow = np.array([(day0 + pd.Timedelta(days=int(d))).dayofweek for d in range(n_days)])
     out_days = n_days - first_day
     base = np.full((n_series, out_days, slots), np.nan)
     kappa = np.full((n_series, out_days), np.nan)
+    disp = np.full((n_series, out_days), np.nan)
     hist_days = np.zeros((n_series, out_days), dtype=np.int32)
     for i, d in enumerate(range(first_day, n_days)):
         lo = max(0, d - p.lookback_days)
         hist, ok, hdow = y[:, lo:d], covered[:, lo:d], dow[lo:d]
         hist_days[:, i] = ok.sum(axis=1)
-        fit = hist_days[:, i] >= p.min_history_days
+        fit = hist_days[:, i] >= 1
         if not fit.any():
             continue
         hist, ok = hist[fit], ok[fit]
@@ -216,17 +243,32 @@ def baseline_matrix(
             if w == target:
                 chosen = np.where((count > 0)[:, None], prof_w, chosen)
         base[fit, i] = chosen
-        # Overdispersion from the history's own residuals, its largest 2% left out (past anomalies).
-        kap = np.zeros(m)
-        busy = (fitted > 0.5) & ok[:, :, None]
-        excess = (hist - fitted) ** 2 - fitted
+        # The noise: variance = dispersion * mean + overdispersion * mean^2, fitted on the history's own residuals
+        # (squared residual / mean regressed on the mean), their largest 2% left out (past anomalies). Lumpy
+        # sales (a few units at a time) have dispersion above 1; a level that wanders, overdispersion above 0.
+        kap, phi = np.zeros(m), np.ones(m)
+        busy = (fitted > 0.1) & ok[:, :, None] & ~np.isnan(hist)
         for s in np.flatnonzero(busy.sum(axis=(1, 2)) >= 10):
-            e, f = excess[s][busy[s]], fitted[s][busy[s]]
-            keep = e <= np.quantile(e, 0.98)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                kap[s] = float(np.clip(e[keep].sum() / (f[keep] ** 2).sum(), 0.0, 2.0))
+            f = fitted[s][busy[s]]
+            x = (hist[s][busy[s]] - f) ** 2 / f
+            keep = x <= np.quantile(x, 0.98)
+            phi[s], kap[s] = _dispersion(x[keep], f[keep])
         kappa[fit, i] = kap
-    return base, hist_days, kappa
+        disp[fit, i] = phi
+    return base, hist_days, kappa, disp
+
+
+def _dispersion(x: np.ndarray, f: np.ndarray) -> tuple[float, float]:
+    """Least squares of x (squared residual / mean) on 1 and f (the mean): (dispersion, overdispersion), within
+    [1, MAX_DISPERSION] and [0, MAX_OVERDISPERSION]."""
+    n, sf, sff, sx, sxf = len(f), f.sum(), (f * f).sum(), x.sum(), (x * f).sum()
+    det = n * sff - sf * sf
+    phi, kap = (sx / n, 0.0) if det <= 1e-12 else ((sx * sff - sf * sxf) / det, (n * sxf - sf * sx) / det)
+    if kap < 0:
+        phi, kap = sx / n, 0.0
+    if phi < 1:
+        phi, kap = 1.0, max(0.0, float(((x - 1.0) * f).sum() / sff)) if sff > 0 else 0.0
+    return float(np.clip(phi, 1.0, MAX_DISPERSION)), float(np.clip(kap, 0.0, MAX_OVERDISPERSION))
 
 
 def _window_sum(a: np.ndarray, w: int) -> np.ndarray:
@@ -240,6 +282,22 @@ def _window_sum(a: np.ndarray, w: int) -> np.ndarray:
             acc = acc + view[..., k]
         out[..., w - 1 :] = acc
     return out
+
+
+# The score's scale: -log10 of the tail probability over this many decades; 1 at p = 1e-10 and beyond (as
+# ``config.opening_score`` reads it).
+SCORE_DECADES = 10.0
+RECENT_TICKS = 4  # a window longer than this counts while the trailing RECENT_TICKS deviate its way (lumpy sales)
+# Calibration: a window's z under the series' noise model is divided by how much noisier the series has been than
+# the model says: the (1 - TAIL_Q) quantile of its recent busy windows' z over the normal one, Z_REF.
+TAIL_LEVELS = (0.1, 0.02)
+Z_REFS = (1.2815515655446004, 2.053748910631823)  # the normal's 90% and 98% quantiles
+SCALE_RANGE = (0.8, 6.0)
+BUSY_UNITS = 2.0  # a window expecting fewer units has a z too discrete to calibrate on
+SAMPLE_SHARE = 0.15  # a day keeps its top 15% of each window's z per direction: calibration reads the top 10%
+PRIOR_WINDOWS = 200.0  # the scale leans on 1 until this many busy windows stand behind it
+LEARNING_SCALE = 2.0  # z divided by up to 1 + this while a series is learnt
+MAX_DISPERSION, MAX_OVERDISPERSION = 20.0, 2.0
 
 
 def tail_z(actual: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -260,32 +318,148 @@ def tail_z(actual: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     return np.where(actual >= mean, z_up, z_down)
 
 
-def scores(y: np.ndarray, b: np.ndarray, kappa: np.ndarray, p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per tick (the last axis): signed z of the deciding window, that window's length, and the anomaly score."""
+def scan(
+    y: np.ndarray, b: np.ndarray, kappa: np.ndarray, phi: np.ndarray, p: Params, need: np.ndarray | None = None
+) -> dict:
+    """Per tick (the last axis): ``z[w]``, the signed z of the trailing window of each length w of ``windows``
+    (NaN where the tick has no reading or the window has ticks without a baseline), ``recent[w]``, the sign a
+    window longer than one tick may speak for (the z of the last ``RECENT_TICKS`` beyond +-0.5, else 0: so a
+    report ends with its anomaly, and an intermittent series' quiet ticks inside a burst do not end it), and
+    ``z1``, the tick's own z. With ``need`` (a boolean per position of the last axis), the windows' z only where
+    it is True (the tail probabilities are the cost; ``z1`` everywhere)."""
     valid = ~np.isnan(y)
-    yv = np.where(valid, y, 0.0)
-    bv = np.where(valid, b, 0.0) + p.floor_rate  # a small floor: one sale at night is not a miracle
-    tick_var = bv + np.nan_to_num(kappa) * bv**2
-    z1 = tail_z(yv, bv, tick_var + (p.baseline_rel_error * bv) ** 2)
-    best_s = np.full(y.shape, np.nan)
+    yv = np.where(valid, y, 0.0)  # a tick without a reading adds nothing to a window (nor to its expectation)
+    bv = np.where(valid, b, 0.0) + np.where(valid, p.floor_rate, 0.0)  # one sale at night is not a miracle
+    tick_var = np.nan_to_num(phi, nan=1.0) * bv + np.nan_to_num(kappa) * bv**2
+    b_missing = (np.isnan(b) & valid).astype(float)
+    rel2 = p.baseline_rel_error**2
+    z, expected = {}, {}
+    for w in sorted(set(p.windows) | {1, RECENT_TICKS}):
+        ys, bs, vs = _window_sum(yv, w), _window_sum(bv, w), _window_sum(tick_var, w)
+        bad = np.isnan(ys) | (_window_sum(b_missing, w) > 0) | ~valid
+        if need is not None and w != 1:
+            bad = bad | ~need
+        zw = np.full(y.shape, np.nan)
+        zw[~bad] = tail_z(ys[~bad], bs[~bad], vs[~bad] + rel2 * bs[~bad] ** 2)
+        z[w], expected[w] = zw, bs
+    recent = {w: np.sign(z[min(w, RECENT_TICKS)]) * (np.abs(z[min(w, RECENT_TICKS)]) > 0.5) for w in p.windows}
+    return {"z": {w: z[w] for w in p.windows}, "expected": expected, "recent": recent, "z1": z[1]}
+
+
+def sample_size(p: Params) -> int:
+    """Values a day keeps per window and direction: its top ``SAMPLE_SHARE`` of ticks."""
+    return int(np.ceil(SAMPLE_SHARE * 86400 / p.tick_seconds))
+
+
+def day_stats(
+    y: np.ndarray, b: np.ndarray, kappa: np.ndarray, phi: np.ndarray, p: Params
+) -> tuple[np.ndarray, np.ndarray]:
+    """A day's calibration sample (``y``, ``b``: series x slots, the day's baseline as it was scored): per series
+    and window (``windows``), the number of the day's windows that expected at least ``BUSY_UNITS`` (where a
+    count's z is not lumpy with discreteness), then per direction (spike, drop) the largest ``sample_size`` of
+    their signed z, descending and NaN-padded; flattened. And the ticks the day scored."""
+    st = scan(y, b, kappa[:, None], phi[:, None], p)
+    k = sample_size(p)
+    out = np.full((len(y), len(p.windows), 1 + 2 * k), np.nan)
+    for i, w in enumerate(p.windows):
+        busy = (st["expected"][w] >= BUSY_UNITS) & ~np.isnan(st["z"][w])
+        out[:, i, 0] = busy.sum(axis=1)
+        for d, sign in enumerate((1.0, -1.0)):
+            x = np.where(busy, sign * st["z"][w], -np.inf)
+            top = -np.sort(-x, axis=1)[:, :k]
+            out[:, i, 1 + d * k : 1 + d * k + top.shape[1]] = np.where(np.isfinite(top), top, np.nan)
+    return out.reshape(len(y), -1), np.sum(~np.isnan(st["z1"]), axis=1)
+
+
+def calibrate(samples: np.ndarray, counts: np.ndarray, p: Params, history_days: np.ndarray) -> np.ndarray:
+    """Per series, window and direction, the factor its z is divided by (flattened), from the day samples of its
+    recent days (``samples``: series x days x flattened ``day_stats``; ``counts``: series x days, 0 where a day has
+    none): the (1 - TAIL_Q) quantile of those days' busy windows' z over the normal one, within ``SCALE_RANGE``
+    (a series noisier than its noise model says gets z divided by more). Quantiles this far from the top are not
+    moved by an anomaly of a few hours. Blended with 1 by the windows behind it; ``LEARNING_SCALE`` while a
+    series is learnt (its fallback baseline is less sure of itself)."""
+    k = sample_size(p)
+    n_series, n_days = counts.shape
+    s = np.where((counts > 0)[:, :, None], samples, np.nan).reshape(n_series, n_days, len(p.windows), 1 + 2 * k)
+    n = np.nansum(s[..., 0], axis=1)  # series x windows: busy windows behind the sample
+    scale = np.ones((n_series, len(p.windows), 2, 2))
+    wgt = n / (n + PRIOR_WINDOWS)
+    for d in range(2):
+        v = s[..., 1 + d * k : 1 + (d + 1) * k].transpose(0, 2, 1, 3).reshape(n_series, len(p.windows), -1)
+        v = -np.sort(-np.nan_to_num(v, nan=-np.inf), axis=-1)
+        for j, (level, ref) in enumerate(zip(TAIL_LEVELS, Z_REFS, strict=True)):
+            r = np.minimum(np.floor(level * n).astype(int), v.shape[-1] - 1)
+            q = np.take_along_axis(v, r[..., None], axis=-1)[..., 0]
+            have = np.isfinite(q) & (n >= 1)
+            raw = np.clip(np.where(have, q, ref) / ref, *SCALE_RANGE)
+            scale[..., d, j] = np.where(have, wgt * raw + (1 - wgt), 1.0)
+    # A series being learnt is scored by a fallback baseline (one day of history, no weekly cycle yet): its z
+    # are divided by more, the less it knows.
+    short = np.clip((p.min_history_days - history_days) / p.min_history_days, 0.0, 1.0)
+    scale = np.maximum(scale, (1.0 + LEARNING_SCALE * short)[:, None, None, None])
+    return scale.reshape(n_series, -1)
+
+
+def calibrated(z: np.ndarray, s_lo: np.ndarray, s_hi: np.ndarray) -> np.ndarray:
+    """A series' z (under its noise model) on the normal scale: piecewise linear through (0, 0) and its recent
+    (1 - TAIL_LEVELS) quantiles (z_ref * s) -> z_ref, and on beyond the last one with the last segment's slope (a
+    tail heavier than the model's keeps growing slower)."""
+    (r_lo, r_hi), q_lo, q_hi = Z_REFS, Z_REFS[0] * s_lo, Z_REFS[1] * s_hi
+    slope = np.where(q_hi > q_lo, (r_hi - r_lo) / np.where(q_hi > q_lo, q_hi - q_lo, 1.0), 1.0 / s_lo)
+    slope = np.minimum(slope, 1.0 / s_lo)  # never lighter beyond than below: the top is where anomalies live
+    return np.where(z <= q_lo, z / s_lo, r_lo + (z - q_lo) * slope)
+
+
+def scores(
+    y: np.ndarray,
+    b: np.ndarray,
+    kappa: np.ndarray,
+    phi: np.ndarray,
+    tails: np.ndarray,
+    p: Params,
+    need: np.ndarray | None = None,
+) -> dict:
+    """Per tick: the scan (``scan``), and over its windows and both directions the one with the smallest calibrated
+    tail probability (``tails``: series x ticks x the flattened ``calibrate`` output; the normal tail of z / scale),
+    times len(windows) (Bonferroni: the smallest of those is no probability itself; a tick deviates one way): its signed
+    z and length (``z``, ``w``), the probability ``p`` and the ``score`` = min(1, -log10(p) / SCORE_DECADES)."""
+    from scipy import stats  # see tail_z
+
+    st = scan(y, b, kappa, phi, p, need)
+    scale = tails.reshape(*tails.shape[:2], len(p.windows), 2, 2)
+    best_x = np.full(y.shape, np.nan)
     best_z = np.full(y.shape, np.nan)
     best_w = np.zeros(y.shape, dtype=np.int32)
-    b_missing = (np.isnan(b) & valid).astype(float)
-    for w, thr in zip(p.windows, p.thresholds, strict=True):
-        ys, bs, vs = _window_sum(yv, w), _window_sum(bv, w), _window_sum(tick_var, w)
-        bad = np.isnan(ys) | (_window_sum(b_missing, w) > 0)
-        z = np.full(y.shape, np.nan)
-        z[~bad] = tail_z(ys[~bad], bs[~bad], vs[~bad] + (p.baseline_rel_error * bs[~bad]) ** 2)
-        s = np.abs(z) / thr
-        if w > 1:  # a long window speaks only while the current tick still deviates its way
-            s = np.where(np.sign(z) * z1 > 0.5, s, 0.0)
-        s = np.where(bad | ~valid, np.nan, s)
-        better = ~np.isnan(s) & (np.isnan(best_s) | (s > best_s))
-        best_s = np.where(better, s, best_s)
-        best_z = np.where(better, z, best_z)
-        best_w = np.where(better, w, best_w)
-    score = best_s**2 / (1.0 + best_s**2)
-    return best_z, best_w, score
+    for i, w in enumerate(p.windows):
+        for d, sign in enumerate((1.0, -1.0)):
+            x = calibrated(sign * st["z"][w], scale[:, :, i, d, 0], scale[:, :, i, d, 1])
+            if w > 1:
+                x = np.where(st["recent"][w] == sign, x, np.nan)
+            # ties go to the shorter window and to spikes: the order of the loops
+            better = ~np.isnan(x) & (np.isnan(best_x) | (x > best_x))
+            best_x = np.where(better, x, best_x)
+            best_z = np.where(better, st["z"][w], best_z)
+            best_w = np.where(better, w, best_w)
+    prob = np.minimum(1.0, stats.norm.sf(best_x) * len(p.windows))
+    st.update(z=best_z, w=best_w, p=prob)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        st["score"] = np.where(
+            np.isnan(best_x), np.nan, np.clip(-np.log10(np.maximum(prob, 1e-300)) / SCORE_DECADES, 0.0, 1.0)
+        )
+    return st
+
+
+def onset_index(st: dict, s: int, j: int, longest: int) -> int:
+    """The estimated onset of the deviation that opens a report at tick ``j`` of series ``s`` (indices into the
+    scored arrays): the first tick of the deciding window that deviates the report's way (its own z beyond 0.5),
+    moved back over the deviating ticks just before the window, at most to the start of the ``longest`` window."""
+    sign = 1.0 if st["z"][s, j] >= 0 else -1.0
+    k = j - int(st["w"][s, j]) + 1
+    while k < j and not sign * st["z1"][s, k] > 0.5:
+        k += 1
+    while k > j - longest + 1 and sign * st["z1"][s, k - 1] > 0.5:
+        k -= 1
+    return k
 
 
 def _grid(pdf: pd.DataFrame, rows: pd.Index, day0: pd.Timestamp, n_days: int, tick: pd.Timedelta) -> np.ndarray:
@@ -299,27 +473,76 @@ def _grid(pdf: pd.DataFrame, rows: pd.Index, day0: pd.Timestamp, n_days: int, ti
     return grid.reshape(len(rows), n_days, slots)
 
 
-def series_profiles(pdf: pd.DataFrame, p: Params, days: list[date]) -> pd.DataFrame:
-    """The series' baselines for each of ``days`` from their history (``pdf``: series columns, ts, units) in
-    the ``lookback_days`` before each: ``baseline`` (units per slot; None below ``min_history_days``),
-    ``history_days``, ``overdispersion``. A day's baseline uses only earlier days: computed once and kept."""
+def series_profiles(
+    pdf: pd.DataFrame, p: Params, days: list[date], earlier: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The series' baselines for each of ``days`` from their history (``pdf``: series columns, ts, units): per
+    series and day, ``baseline`` (units per slot, from the ``lookback_days`` before it; None without a day of
+    history), ``history_days``, ``overdispersion``, the previous day's calibration sample as that day was scored
+    (``calibration_sample``, ``scored_ticks``: see ``day_stats``) and the day's ``calibration`` (see
+    ``calibrate``: from the samples of the ``lookback_days`` before it). A day's row uses only earlier days.
+
+    ``earlier``: the kept rows (``SAMPLE_COLS``) of the days before ``days[0]``; ``pdf`` then needs the history
+    from ``days[0] - 1 - lookback_days``. Without it the samples of those days are computed here too, from twice
+    the lookback of history (``Params.history_start``), with the same result."""
     meta = pdf.sort_values("ts")[SERIES_COLS].drop_duplicates("series_key", keep="last").sort_values("series_key")
     if meta.empty or not days:
         return pd.DataFrame(columns=[*SERIES_COLS, *PROFILE_COLS])
     tick = pd.Timedelta(seconds=p.tick_seconds)
+    lb = p.lookback_days
     first, last = pd.Timestamp(min(days)), pd.Timestamp(max(days))
-    day0 = first - pd.Timedelta(days=p.lookback_days)
+    # Samples are needed for the lookback_days before `first` and after; each from its previous day's baseline.
+    sampled_from = first - pd.Timedelta(days=lb - 1) if earlier is None else first
+    base_from = sampled_from - pd.Timedelta(days=1)
+    day0 = base_from - pd.Timedelta(days=lb)
     n_days = (last - day0).days + 1
-    grid = _grid(pdf, pd.Index(meta["series_key"]), day0, n_days, tick)
-    base, hist_days, kappa = baseline_matrix(grid, day0, p.lookback_days, p)
-    dates = [(first + pd.Timedelta(days=i)).date() for i in range(base.shape[1])]
+    keys = pd.Index(meta["series_key"])
+    grid = _grid(pdf, keys, day0, n_days, tick)
+    base, hist_days, kappa, disp = baseline_matrix(grid, day0, lb, p)  # days base_from..last
+    nb = base.shape[1]
+    width = len(p.windows) * (1 + 2 * sample_size(p))
+    # Day j's sample (within the baseline days): day j - 1's ticks against day j - 1's baseline. A day scored by
+    # the fallback (under min_history_days) says how wrong a model was while it learnt the series, not how the
+    # seasonal model errs: it is no sample.
+    samples = np.full((len(keys), nb, width), np.nan)
+    counts = np.zeros((len(keys), nb), dtype=np.int64)
+    for j in range(1, nb):
+        samples[:, j], counts[:, j] = day_stats(grid[:, lb + j - 1], base[:, j - 1], kappa[:, j - 1], disp[:, j - 1], p)
+        counts[hist_days[:, j - 1] < p.min_history_days, j] = 0
+    # The kept samples of the days before (only when given), on a grid of their own days.
+    pre = lb - 1 if earlier is not None else 0
+    pre_s = np.full((len(keys), pre, width), np.nan)
+    pre_n = np.zeros((len(keys), pre), dtype=np.int64)
+    if earlier is not None and len(earlier):
+        di = np.array([(pd.Timestamp(d) - (first - pd.Timedelta(days=pre))).days for d in earlier["date"]], dtype=int)
+        si = keys.get_indexer(earlier["series_key"])
+        n_kept = pd.to_numeric(earlier["scored_ticks"]).fillna(0).to_numpy(dtype=np.int64)
+        ok = (si >= 0) & (di >= 0) & (di < pre) & (n_kept > 0)
+        for row in np.flatnonzero(ok):
+            pre_s[si[row], di[row]] = np.asarray(earlier["calibration_sample"].iat[row], dtype=float)
+            pre_n[si[row], di[row]] = n_kept[row]
+    all_s = np.concatenate([pre_s, samples], axis=1)
+    all_n = np.concatenate([pre_n, counts], axis=1)
+    out_from = (first - base_from).days  # index of `first` among the baseline days
+    cal = []
+    for j in range(out_from, nb):
+        jj, lo = j + pre, max(0, j + pre - lb + 1)
+        cal.append(calibrate(all_s[:, lo : jj + 1], all_n[:, lo : jj + 1], p, hist_days[:, j]))
+    cal = np.stack(cal, axis=1)  # series x output days x flattened tails
+    out_n = nb - out_from
+    dates = [(first + pd.Timedelta(days=i)).date() for i in range(out_n)]
+    pick = lambda a: a[:, out_from:].reshape(len(keys) * out_n, *a.shape[2:])  # noqa: E731
     out = pd.DataFrame(
         {
-            **{c: np.repeat(meta[c].to_numpy(dtype=object), len(dates)) for c in SERIES_COLS},
+            **{c: np.repeat(meta[c].to_numpy(dtype=object), out_n) for c in SERIES_COLS},
             "date": dates * len(meta),
-            "baseline": [None if np.isnan(b).all() else b.tolist() for b in base.reshape(-1, base.shape[2])],
-            "history_days": hist_days.reshape(-1),
-            "overdispersion": kappa.reshape(-1),
+            "baseline": [None if np.isnan(b).all() else b.tolist() for b in pick(base)],
+            "history_days": pick(hist_days),
+            "overdispersion": pick(kappa),
+            "dispersion": pick(disp),
+            "calibration_sample": [None if np.isnan(v).all() else v.tolist() for v in pick(samples)],
+            "scored_ticks": pick(counts),
+            "calibration": [t.tolist() for t in cal.reshape(len(keys) * out_n, -1)],
         }
     )
     return out[out["date"].isin(set(days))].reset_index(drop=True)
@@ -356,17 +579,24 @@ def detect_series(
     b_all = np.full((n_series, n_days, slots), np.nan)
     hd_all = np.zeros((n_series, n_days), dtype=np.int32)
     k_all = np.full((n_series, n_days), np.nan)
+    f_all = np.full((n_series, n_days), np.nan)
+    t_all = np.full((n_series, n_days, len(p.windows) * 4), np.nan)
     di = np.array([(pd.Timestamp(d) - day0).days for d in profiles["date"]], dtype=int)
     ps = row_of.get_indexer(profiles["series_key"])
     inside = (di >= 0) & (di < n_days)
     hd_all[ps[inside], di[inside]] = profiles["history_days"].to_numpy()[inside]
     k_all[ps[inside], di[inside]] = pd.to_numeric(profiles["overdispersion"]).to_numpy(dtype=float)[inside]
+    f_all[ps[inside], di[inside]] = pd.to_numeric(profiles["dispersion"]).to_numpy(dtype=float)[inside]
     fitted = inside & profiles["baseline"].map(lambda b: isinstance(b, list | np.ndarray)).to_numpy(dtype=bool)
     if fitted.any():
         b_all[ps[fitted], di[fitted]] = np.stack([np.asarray(b, dtype=float) for b in profiles["baseline"][fitted]])
+        cal = profiles["calibration"][fitted]
+        t_all[ps[fitted], di[fitted]] = np.stack([np.asarray(t, dtype=float) for t in cal])
     b_all = b_all.reshape(n_series, -1)
     hd_all = np.repeat(hd_all, slots, axis=1)
     k_all = np.repeat(k_all, slots, axis=1)
+    f_all = np.repeat(f_all, slots, axis=1)
+    t_all = np.repeat(t_all, slots, axis=1)
 
     i0 = int((start - day0) // tick)  # index of `start` within the day grid
     n = int((end - start) // tick)
@@ -374,7 +604,11 @@ def detect_series(
     # Scored from the context on, not from midnight: a tick at 21:00 scored the day's 85 ticks to keep one.
     # Window sums and tail probabilities are element by element, so each tick's score is unchanged.
     c0 = i0 - p.context_ticks
-    z, zw, score = scores(grid[:, c0 : i0 + n], b_all[:, c0 : i0 + n], k_all[:, c0 : i0 + n], p)
+    span = slice(c0, i0 + n)
+    # Scores are needed for the run's ticks and the closing streak before them; z1 (onsets) further back.
+    need = np.arange(p.context_ticks + n) >= p.context_ticks - (p.off_ticks - 1)
+    st = scores(grid[:, span], b_all[:, span], k_all[:, span], f_all[:, span], t_all[:, span], p, need)
+    z, zw, score = st["z"], st["w"], st["score"]
     ss = slice(p.context_ticks, p.context_ticks + n)  # the interval within the scored arrays
     yr, br, sr, zr = grid[:, sl], b_all[:, sl], score[:, ss], z[:, ss]
 
@@ -405,17 +639,26 @@ def detect_series(
             "anomaly_score": flat(sr),
             "direction": np.where(np.isnan(flat(zr)), None, np.where(flat(zr) >= 0, "spike", "drop")),
             "is_anomalous": flat(state),
-            "is_degraded": np.isnan(flat(yr)) | np.isnan(flat(br)),
+            "is_degraded": np.isnan(flat(yr)) | np.isnan(flat(br)) | (flat(hd_all[:, sl]) < p.min_history_days),
+            "unscored_reason": np.where(
+                np.isnan(flat(yr)),
+                "no_reading",
+                np.where(np.isnan(flat(br)), "no_history", np.where(np.isnan(flat(sr)), "no_baseline_in_window", None)),
+            ),
         }
     )
 
     # Walk each flagged series' ticks in order, carrying its open report's running totals tick by tick (the
-    # same additions, in the same order, as a sequence of single-tick runs).
-    inc_a = np.nan_to_num(yr)
-    inc_b = np.where(np.isnan(yr), 0.0, np.nan_to_num(br))
+    # same additions, in the same order, as a sequence of single-tick runs). A report opens with the ticks from
+    # its onset on: the start of the window that decided, less its leading ticks that did not deviate its way.
+    y_ctx, b_ctx = grid[:, span], b_all[:, span]
+    inc_a_ctx = np.nan_to_num(y_ctx)
+    inc_b_ctx = np.where(np.isnan(y_ctx), 0.0, np.nan_to_num(b_ctx))
+    inc_a, inc_b = inc_a_ctx[:, ss], inc_b_ctx[:, ss]
     report = np.full(len(out), None, dtype=object)
     status = np.full(len(out), "none", dtype=object)
     first_from = np.full(len(out), pd.NaT, dtype=object)
+    onset_at = np.full(len(out), pd.NaT, dtype=object)
     window_end = np.full(len(out), pd.NaT, dtype=object)
     totals = np.full((len(out), 3), np.nan)  # attributed, baseline, peak score
     ticks_active = np.zeros(len(out), dtype=np.int32)
@@ -424,12 +667,20 @@ def detect_series(
         if carried[s]:
             o = open_rows.loc[meta["series_key"].iat[s]]
             sums = [float(o[c]) for c in ("attributed_sales_total", "baseline_sales_total", "peak_anomaly_score")]
-            cur = [o["report_id"], naive_utc(o["first_detected_from"]), *sums, int(o["ticks_active"])]
+            first = naive_utc(o["first_detected_from"])
+            onset = first if pd.isna(o.get("window_start")) else naive_utc(o["window_start"])
+            cur = [o["report_id"], first, *sums, int(o["ticks_active"]), onset]
         for r in np.flatnonzero(state[s] | prev[s]):
             i = s * n + r
             if state[s, r]:
                 if not prev[s, r]:
-                    cur = [report_id(meta["series_key"].iat[s], times[r]), times[r], 0.0, 0.0, 0.0, 0]
+                    j = p.context_ticks + r  # the tick within the scored arrays
+                    k = onset_index(st, s, j, max(p.windows))
+                    cur = [report_id(meta["series_key"].iat[s], times[r]), times[r], 0.0, 0.0, 0.0, 0, times[r]]
+                    cur[6] = times[r] - tick * (j - k)
+                    for q in range(k, j):  # the onset's ticks before the opening one, in order
+                        cur[2] += float(inc_a_ctx[s, q])
+                        cur[3] += float(inc_b_ctx[s, q])
                 cur[2] += float(inc_a[s, r])
                 cur[3] += float(inc_b[s, r])
                 cur[4] = max(cur[4], 0.0 if np.isnan(sr[s, r]) else float(sr[s, r]))
@@ -437,7 +688,7 @@ def detect_series(
                 status[i] = "active"
             else:  # the tick a report closes on
                 status[i], window_end[i] = "ended", times[r]
-            report[i], first_from[i], totals[i], ticks_active[i] = cur[0], cur[1], cur[2:5], cur[5]
+            report[i], first_from[i], totals[i], ticks_active[i], onset_at[i] = cur[0], cur[1], cur[2:5], cur[5], cur[6]
             if not state[s, r]:
                 cur = None
     a, b = totals[:, 0], totals[:, 1]
@@ -445,6 +696,7 @@ def detect_series(
     out["report_id"] = report
     out["report_status"] = status
     out["first_detected_from"] = pd.to_datetime(first_from)
+    out["window_start"] = pd.to_datetime(onset_at)
     out["window_end"] = pd.to_datetime(window_end)
     out["report_direction"] = np.where(has, np.where(a >= b, "spike", "drop"), None)
     out["severity"] = np.where(has, 1.0 - np.exp(-np.abs(np.log((a + 1.0) / (b + 1.0))) / p.severity_scale), np.nan)
@@ -456,10 +708,21 @@ def detect_series(
 
 
 # -- Spark transform ------------------------------------------------------------------------------------
-PROFILE_COLS = ["date", "baseline", "history_days", "overdispersion"]
+PROFILE_COLS = [
+    "date",
+    "baseline",
+    "history_days",
+    "overdispersion",
+    "dispersion",
+    "calibration_sample",
+    "scored_ticks",
+    "calibration",
+]
+SAMPLE_COLS = ["series_key", "date", "calibration_sample", "scored_ticks"]
 PROFILE_SCHEMA = (
     "series_key string, store_id string, sku string, retailer_id string, region string, category string, "
-    "date date, baseline array<double>, history_days int, overdispersion double"
+    "date date, baseline array<double>, history_days int, overdispersion double, dispersion double, "
+    "calibration_sample array<double>, scored_ticks int, calibration array<double>"
 )
 
 
@@ -468,14 +731,16 @@ def batch_of(series_key: str = "series_key", batches: int = 64) -> Column:
     return F.pmod(F.xxhash64(series_key), F.lit(batches))
 
 
-def profiles(history: DataFrame, p: Params, days: list[date]) -> DataFrame:
-    """Sales history (from ``days[0] - lookback_days``) -> one baseline row per series and day of ``days``."""
+def profiles(history: DataFrame, earlier: DataFrame, p: Params, days: list[date]) -> DataFrame:
+    """Sales history (from ``days[0] - 1 - lookback_days``) and the kept calibration samples of the days before
+    (``SAMPLE_COLS``) -> one baseline row per series and day of ``days``."""
     params = asdict(p)
 
-    def fn(pdf: pd.DataFrame) -> pd.DataFrame:
-        return series_profiles(pdf, Params(**params), days)
+    def fn(_key, pdf: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
+        return series_profiles(pdf, Params(**params), days, kept)
 
-    return history.groupBy(batch_of(batches=p.series_batches).alias("_batch")).applyInPandas(fn, PROFILE_SCHEMA)
+    batch = batch_of(batches=p.series_batches).alias("_batch")
+    return history.groupBy(batch).cogroup(earlier.groupBy(batch)).applyInPandas(fn, PROFILE_SCHEMA)
 
 
 def detect(series: DataFrame, open_reports: DataFrame, p: Params, baselines: DataFrame | None = None) -> DataFrame:
@@ -515,11 +780,7 @@ def to_logs(rows: DataFrame, run_id: str, model_version: str) -> dict[str, DataF
     ]
     rows = rows.select("*", *common)
     # In the MRDL, direction is the report's (its totals so far), not the current tick's.
-    mrdl = (
-        rows.where(F.col("report_status") != "none")
-        .withColumn("window_start", F.col("first_detected_from"))
-        .withColumn("direction", F.col("report_direction"))
-    )
+    mrdl = rows.where(F.col("report_status") != "none").withColumn("direction", F.col("report_direction"))
     return {
         "baseline_sales_model_prediction_log": rows,
         "anomaly_classifier_model_prediction_log": rows,
@@ -554,14 +815,24 @@ def ensure_baselines(lake: Lakehouse, p: Params, run_id: str, model_version: str
         return 0
     first = datetime.combine(missing[0], datetime.min.time(), tzinfo=p.start.tzinfo)
     last = datetime.combine(missing[-1], datetime.min.time(), tzinfo=p.start.tzinfo)
-    history = read_sales(lake, run_id, first - timedelta(days=p.lookback_days), last)
-    rows = profiles(history, p, missing).select(
+    history = read_sales(lake, run_id, first - timedelta(days=p.lookback_days + 1), last)
+    # The calibration samples kept with the days before (each day's row holds the day before's sample).
+    before = [missing[0] - timedelta(days=i) for i in range(1, p.lookback_days)]
+    earlier = (
+        lake.read("baseline_profile_log", run_id)
+        .where(F.col("date").isin(before))
+        .select(*SERIES_COLS[:1], *SAMPLE_COLS[1:])
+    )
+    rows = profiles(history, earlier, p, missing).select(
         F.lit(run_id).alias("run_id"),
         "*",
         F.lit(model_version).alias("model_version"),
-        F.when(F.col("baseline").isNull(), "insufficient_history").otherwise("ok").alias("report_status"),
+        F.when(F.col("baseline").isNull(), "insufficient_history")
+        .when(F.col("history_days") < p.min_history_days, "short_history")
+        .otherwise("ok")
+        .alias("report_status"),
         F.col("date").cast("timestamp").alias("written_at"),
-        F.col("baseline").isNull().alias("is_degraded"),
+        (F.col("baseline").isNull() | (F.col("history_days") < p.min_history_days)).alias("is_degraded"),
     )
     return lake.append_new("baseline_profile_log", rows, missing)
 
