@@ -119,7 +119,7 @@ def test_detection_over_a_slice_of_nyc_taxi(spark, small_cfg):
     windows = nab.load_windows(nab.DEFAULT_NAB_DIR)["nyc_taxi.csv"]
     r = nab.evaluate_series(spark, small_cfg, "nyc_taxi", part, windows, nab.NAB_DETECTION)
     assert {"file", "tick_minutes", "reports", "raw", "normalised", "tp", "fp", "fn", "delays_rows"} <= set(r)
-    assert r["tick_minutes"] == 30 and r["detection"]["lookback_days"] == 28
+    assert r["tick_minutes"] == 30 and r["detection"]["lookback_days"] == small_cfg.detection.lookback_days
     assert r["rows"] == len(part) == 21 * 48 and r["rows_ingested"] == len(part)
     assert r["windows"] == 1 and r["tp"] + r["fn"] == 1
     assert r["rows"] - r["probation_rows"] > 0  # rows were scored

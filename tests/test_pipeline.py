@@ -3,7 +3,6 @@
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
@@ -96,10 +95,11 @@ def snapshot(spark, cfg) -> dict[str, list]:
 
 def test_one_range_equals_a_range_a_tick_and_the_whole_backfill_again(spark, whole_run, smtp_server, tmp_path):
     cfg_a, end = whole_run
-    truth = pd.read_csv(cfg_a.paths.landing / "ground_truth" / "ground_truth.csv", parse_dates=["start"])
-    # Cut the range inside the last anomaly, two hours in: open reports must be carried from run to run, and the
-    # earlier anomalies' alerts are sent before the retry.
-    cut = truth.start.max().to_pydatetime() + 8 * TICK
+    # Cut the range inside the last report that lasts (an hour in): open reports must be carried from run to run,
+    # and the earlier anomalies' alerts are sent before the retry.
+    mrdl_a = Lakehouse(spark, cfg_a).read("minority_reports_detected_log")
+    lasting = mrdl_a.groupBy("report_id").agg(F.min("first_detected_from").alias("f"), F.count("*").alias("n"))
+    cut = lasting.where("n >= 8").agg(F.max("f")).first()[0].replace(tzinfo=UTC) + 4 * TICK
     cfg_b = make_config(tmp_path, **{"paths.landing": str(cfg_a.paths.landing)})
     lake_b = Lakehouse(spark, cfg_b)
     mail = len(smtp_server.messages())
@@ -134,7 +134,7 @@ def test_detection_finds_the_injected_anomalies(spark, whole_run):
     cfg, _ = whole_run
     r = evaluate_detection.run(spark, cfg)
     assert r["injected_anomalies"] == 6
-    assert r["anomaly_recall"] >= 5 / 6
+    assert round(r["anomaly_recall"] * r["injected_anomalies"]) >= 5  # 5 of the 6 at least
     assert r["false_reports_per_100_series_days"] <= 2.0
     assert r["median_delay_ticks"] is not None
 
@@ -155,7 +155,11 @@ def test_every_log_carries_governance_fields_and_valid_scores(spark, whole_run):
     assert mrdl.where(~F.col("severity").between(0, 1)).count() == 0
     assert mrdl.where("report_status = 'active' AND window_end IS NOT NULL").count() == 0
     assert mrdl.where("report_status = 'ended' AND window_end IS NULL").count() == 0
-    assert mrdl.where("window_start != first_detected_from").count() == 0
+    # window_start is the onset: at or before the opening tick, at most the longest window before it.
+    longest = f"INTERVAL {(max(cfg.detection.windows) - 1) * cfg.tick_seconds} SECONDS"
+    early = f"window_start < first_detected_from - {longest}"
+    assert mrdl.where(f"window_start > first_detected_from OR {early}").count() == 0
+    assert mrdl.where("window_start < first_detected_from").count() > 0  # some onsets came before the detection
     scores = lake.read("anomaly_classifier_model_prediction_log").where(F.col("anomaly_score").isNotNull())
     assert scores.where(~F.col("anomaly_score").between(0, 1)).count() == 0
 
@@ -183,10 +187,11 @@ def test_tables_are_registered_in_the_mrs_schema(spark, whole_run):
     active = spark.sql("SELECT count(*) FROM mrs.active_minority_reports").first()[0]
     assert active == Lakehouse(spark, cfg).read("minority_reports", "demo-001").count() > 0
     # The analyst queries in docs/ all answer on this data (the first needs a state rebuilt as of a tick
-    # inside an anomaly that spans stores).
-    truth = pd.read_csv(cfg.paths.landing / "ground_truth" / "ground_truth.csv", parse_dates=["start"])
-    stockout = truth[truth.anomaly_type == "competitor_stockout"].start.min().to_pydatetime()
-    hydrate_minority_reports.run_as_of(spark, cfg, stockout.replace(tzinfo=UTC) + 12 * TICK, "demo-001")
+    # inside an event that spans stores).
+    spanning = Lakehouse(spark, cfg).read("minority_reports_cohorted_log")
+    spanning = spanning.where("event_status = 'active' AND cohort_store_count > 1")
+    as_of = spanning.agg(F.min("written_at")).first()[0].replace(tzinfo=UTC)
+    hydrate_minority_reports.run_as_of(spark, cfg, as_of, "demo-001")
     for doc, query in register_catalog.queries(Path(__file__).parents[1] / "docs" / "analyst_queries.sql"):
         assert spark.sql(query).count() > 0, doc
 
