@@ -84,9 +84,9 @@ def _place(rng: np.random.Generator, tpd: int, first_day: int, last_day: int, le
     return day * tpd + int(rng.uniform(9.0, 16.0) * tpd / 24.0)
 
 
-def _series(family: str, i: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int]], int]:
-    """Expected units per tick for one series of ``family`` (anomalies applied), the labelled [start, end) ticks,
-    and the first day with data."""
+def _series(family: str, i: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Expected units per tick for one series of ``family`` (anomalies applied; NaN before it starts) and the
+    labelled [start, end) ticks."""
     tpd, days = 1440 // TICK_MINUTES, DAYS
     n = days * tpd
     curve = np.tile(_daily_curve(tpd, rng), days)
@@ -144,7 +144,7 @@ def _series(family: str, i: int, rng: np.random.Generator) -> tuple[np.ndarray, 
             if family == "intermittent":
                 mu[s:e] = np.minimum(mu[s:e], 0.9)  # a chance of a sale per tick
         truth.append((s, e))
-    return mu, truth, first_day
+    return mu, truth
 
 
 def _detectable(family: str, mu: np.ndarray) -> float:
@@ -183,7 +183,7 @@ def family_series(family: str, seed: int, n_series: int = SERIES_PER_FAMILY) -> 
     grid = pd.date_range(START.replace(tzinfo=None), periods=DAYS * 1440 // TICK_MINUTES, freq=tick)
     out = []
     for i in range(n_series):
-        mu, truth, _ = _series(family, i, rng)
+        mu, truth = _series(family, i, rng)
         units = _draw(family, mu, rng)
         keep = ~np.isnan(units)
         ts = grid[keep]

@@ -818,11 +818,7 @@ def ensure_baselines(lake: Lakehouse, p: Params, run_id: str, model_version: str
     history = read_sales(lake, run_id, first - timedelta(days=p.lookback_days + 1), last)
     # The calibration samples kept with the days before (each day's row holds the day before's sample).
     before = [missing[0] - timedelta(days=i) for i in range(1, p.lookback_days)]
-    earlier = (
-        lake.read("baseline_profile_log", run_id)
-        .where(F.col("date").isin(before))
-        .select(*SERIES_COLS[:1], *SAMPLE_COLS[1:])
-    )
+    earlier = lake.read("baseline_profile_log", run_id).where(F.col("date").isin(before)).select(*SAMPLE_COLS)
     rows = profiles(history, earlier, p, missing).select(
         F.lit(run_id).alias("run_id"),
         "*",
