@@ -41,6 +41,7 @@ def _rows(scores, reports, start="2026-03-09"):
             "report_id": rid,
             "report_status": ["none" if r is None else "active" for r in rid],
             "first_detected_from": [first.get(r, pd.NaT) for r in rid],
+            "window_start": [first.get(r, pd.NaT) - pd.Timedelta("15min") for r in rid],  # onset a tick before
         }
     )
 
@@ -58,7 +59,7 @@ def test_a_series_scores_recall_delay_false_reports_and_its_blind_stretch():
     s = ef.Labelled("k", "weekly", pd.DataFrame(), [(onset, onset + pd.Timedelta(hours=2))])
     r = ef.score_series(s, rows)
     assert (r["found"], r["reports"], r["false"]) == (1, 2, 1)
-    assert r["delays"] == [2.0] and r["onset_errors"] == [2.0]
+    assert r["delays"] == [2.0] and r["onset_errors"] == [1.0]
     assert r["longest_unscored_ticks"] == 10 and r["series_days"] == 2.0
     assert r["nab"]["tp"] == 1 and r["nab"]["fp"] == 1
 

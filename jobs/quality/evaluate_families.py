@@ -249,12 +249,11 @@ def reports_of(rows: pd.DataFrame, tick: pd.Timedelta) -> pd.DataFrame:
     r = rows[rows["report_status"] != "none"]
     if r.empty:
         return pd.DataFrame(columns=["report_id", "detected", "window_start", "window_end"])
-    start_col = "window_start" if "window_start" in r else "first_detected_from"
     g = r.groupby("report_id")
     out = pd.DataFrame(
         {
             "detected": g["ts"].min(),
-            "window_start": g[start_col].min(),
+            "window_start": g["window_start"].min(),
             "window_end": g["ts"].max() + tick,
         }
     )
