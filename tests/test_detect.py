@@ -229,6 +229,14 @@ def test_calibration_divides_z_by_how_much_noisier_a_series_is_than_its_model():
     assert plain == pytest.approx(np.ones_like(plain), rel=0.1)
     few = det.calibrate(*_samples(p, 2.0, 60, 1), p, ok)  # 60 windows: mostly the prior, 1
     assert (few < 1.5).all() and (few > 1.0).all()
+    # One day of an anomaly (a promo's afternoon: every window's top values far out) is left out: the series is
+    # not deaf to the next one for the whole lookback.
+    samples, counts = _samples(p, 1.0, 96, 14)
+    k = det.sample_size(p)
+    promo = samples.reshape(1, 14, len(p.windows), 1 + 2 * k)
+    promo[0, 13, :, 1 : 1 + k] = np.linspace(12.0, 8.0, k)
+    after = det.calibrate(promo.reshape(1, 14, -1), counts, p, ok)
+    assert after == pytest.approx(plain, rel=0.05)
     learning = det.calibrate(*_samples(p, 1.0, 60, 14), p, np.array([1]))  # 1 day of history of 7
     assert learning == pytest.approx(np.full_like(learning, 1 + det.LEARNING_SCALE * 6 / 7))
     # On the normal scale: the same z means less on the noisier series, and a heavier tail grows slower.

@@ -375,17 +375,25 @@ def calibrate(samples: np.ndarray, counts: np.ndarray, p: Params, history_days: 
     """Per series, window and direction, the factor its z is divided by (flattened), from the day samples of its
     recent days (``samples``: series x days x flattened ``day_stats``; ``counts``: series x days, 0 where a day has
     none): the (1 - TAIL_Q) quantile of those days' busy windows' z over the normal one, within ``SCALE_RANGE``
-    (a series noisier than its noise model says gets z divided by more). Quantiles this far from the top are not
-    moved by an anomaly of a few hours. Blended with 1 by the windows behind it; ``LEARNING_SCALE`` while a
-    series is learnt (its fallback baseline is less sure of itself)."""
+    (a series noisier than its noise model says gets z divided by more), its most extreme day left out. Blended
+    with 1 by the windows behind it; ``LEARNING_SCALE`` while a series is learnt (its fallback baseline is less
+    sure of itself)."""
     k = sample_size(p)
     n_series, n_days = counts.shape
     s = np.where((counts > 0)[:, :, None], samples, np.nan).reshape(n_series, n_days, len(p.windows), 1 + 2 * k)
-    n = np.nansum(s[..., 0], axis=1)  # series x windows: busy windows behind the sample
     scale = np.ones((n_series, len(p.windows), 2, 2))
-    wgt = n / (n + PRIOR_WINDOWS)
+    # Per window and direction, the day with the largest z is left out once there are two days: a promo or a viral
+    # afternoon fills a long window's top quantiles on its own (a 32-tick window stays up for 8 hours after it),
+    # and would deafen the series to the next anomaly for the whole lookback.
+    n_drop = ((counts > 0).sum(axis=1) >= 2).astype(int)[:, None, None]
     for d in range(2):
-        v = s[..., 1 + d * k : 1 + (d + 1) * k].transpose(0, 2, 1, 3).reshape(n_series, len(p.windows), -1)
+        top = np.nan_to_num(s[..., 1 + d * k], nan=-np.inf).transpose(0, 2, 1)  # series x windows x days
+        rank = np.argsort(np.argsort(-top, axis=-1, kind="stable"), axis=-1, kind="stable")
+        keep = (rank >= n_drop).transpose(0, 2, 1)  # series x days x windows
+        sd = np.where(keep[..., None], s, np.nan)
+        n = np.nansum(sd[..., 0], axis=1)  # series x windows: busy windows behind the sample
+        wgt = n / (n + PRIOR_WINDOWS)
+        v = sd[..., 1 + d * k : 1 + (d + 1) * k].transpose(0, 2, 1, 3).reshape(n_series, len(p.windows), -1)
         v = -np.sort(-np.nan_to_num(v, nan=-np.inf), axis=-1)
         for j, (level, ref) in enumerate(zip(TAIL_LEVELS, Z_REFS, strict=True)):
             r = np.minimum(np.floor(level * n).astype(int), v.shape[-1] - 1)
