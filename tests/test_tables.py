@@ -127,3 +127,28 @@ def test_column_comments_reach_delta_and_the_catalog_also_for_a_table_written_be
         assert {name: version(name) for name in (old, new)} == before
     finally:
         spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_a_table_written_by_an_earlier_release_reads_its_new_columns_as_null_and_gains_them_on_write(spark, tmp_path):
+    lake = Lakehouse(spark, make_config(tmp_path))
+    name = "ingest_audit_log"
+    old_schema = StructType([f for f in TABLES[name].schema.fields if f.name != "is_degraded"])
+    old_row = audit_tick(spark, DAY, 5).drop("is_degraded")
+    spark.sql(f"CREATE TABLE {lake.table_sql(name)} ({column_ddl(old_schema)}) USING DELTA PARTITIONED BY (date)")
+    old_row.write.format("delta").mode("append").save(lake.path(name))
+
+    # Read before any write: the column is there, NULL on the old row; the table itself is untouched.
+    assert [(r["rows_read"], r["is_degraded"]) for r in lake.read(name).collect()] == [(5, None)]
+    assert "is_degraded" not in spark.read.format("delta").load(lake.path(name)).columns
+
+    # A write adds the column; the old row keeps NULL, the new one its value, and a rerun adds nothing.
+    later = DAY + TICK
+    assert lake.append_new(name, audit_tick(spark, later, 6), within=(later, later + TICK)) == 1
+    assert (
+        Lakehouse(spark, make_config(tmp_path)).append_new(
+            name, audit_tick(spark, later, 6), within=(later, later + TICK)
+        )
+        == 0
+    )
+    rows = spark.read.format("delta").load(lake.path(name)).orderBy("tick_ts").collect()
+    assert [(r["rows_read"], r["is_degraded"]) for r in rows] == [(5, None), (6, False)]

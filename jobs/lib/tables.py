@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType, TimestampType
+from pyspark.sql.types import StructField, StructType, TimestampType
 
 from jobs.lib.config import Config
 from jobs.lib.ticks import dates_between, dates_of
@@ -327,6 +327,8 @@ class Lakehouse:
         # Tables known to exist: a job asks once per table, not once per read. Tables are never dropped while
         # a job runs.
         self._existing: set[str] = set()
+        # Of each table found, the declared columns it lacks (a table written by an earlier release).
+        self._lacks: dict[str, list[StructField]] = {}
 
     def path(self, name: str) -> str:
         return str(self.root / TABLES[name].name)
@@ -341,11 +343,22 @@ class Lakehouse:
         Plain SQL rather than the DeltaTable API: it runs the same in a classic session and through Spark
         Connect (which would need Delta's server plugin for the API)."""
         if self.exists(name):
+            self._add_new_columns(name)
             return
         t = TABLES[name]
         part = f" PARTITIONED BY ({', '.join(t.partition_by)})" if t.partition_by else ""
         self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.table_sql(name)} ({column_ddl(t.schema)}) USING DELTA{part}")
         self._existing.add(name)
+        self._lacks[name] = []
+
+    def _add_new_columns(self, name: str) -> None:
+        """Give a table written by an earlier release the columns added since (nullable: its old rows read them as
+        NULL). Only writers call this, under the writer lock."""
+        new = self._lacks.get(name)
+        if new:
+            cols = column_ddl(StructType([StructField(f.name, f.dataType, True, f.metadata) for f in new]))
+            self.spark.sql(f"ALTER TABLE {self.table_sql(name)} ADD COLUMNS ({cols})")
+            self._lacks[name] = []
 
     def exists(self, name: str, recheck: bool = False) -> bool:
         """Whether the table is there; ``recheck`` asks Spark even if this Lakehouse found it before (a
@@ -364,7 +377,8 @@ class Lakehouse:
         """Raise AnalysisException unless the table is there. Resolving its schema loads the snapshot, which the
         read that follows reuses; a DESCRIBE DETAIL ran a Spark job as well (~50 ms a table, ~1 s of a stage
         that reads 20 tables)."""
-        _ = self.spark.read.format("delta").load(self.path(name)).schema
+        have = set(self.spark.read.format("delta").load(self.path(name)).schema.fieldNames())
+        self._lacks[name] = [f for f in TABLES[name].schema.fields if f.name not in have]
 
     def read(self, name: str, run_id: str | None = None) -> DataFrame:
         """A table's rows, for one run_id when given; an empty frame if the table does not exist yet."""
@@ -373,6 +387,10 @@ class Lakehouse:
             df = self.spark.createDataFrame([], t.schema)
         else:
             df = self.spark.read.format("delta").load(self.path(name))
+            # A table from an earlier release, not written since: the columns added since read as NULL.
+            new = self._lacks.get(name, [])
+            if new:
+                df = df.select("*", *[F.lit(None).cast(f.dataType).alias(f.name, metadata=f.metadata) for f in new])
         return df if run_id is None else df.where(F.col("run_id") == run_id)
 
     def read_ticks(self, name: str, run_id: str, lo: datetime, end: datetime) -> DataFrame:
