@@ -150,7 +150,8 @@ def _trimmed_mean(m: np.ndarray, trim: float) -> np.ndarray:
     k = np.floor(trim * n).astype(int)
     out = np.full(n.shape, np.nan)
     # Rows that keep the same span are averaged together: the same sums, in the same order, as one by one.
-    for kk, nn in {(int(a), int(b)) for a, b in zip(k.ravel(), n.ravel(), strict=True) if b}:
+    spans = np.unique(np.stack([k.ravel(), n.ravel()], axis=1), axis=0)
+    for kk, nn in spans[spans[:, 1] > 0]:
         rows = (k == kk) & (n == nn)
         out[rows] = srt[rows][:, kk : nn - kk].mean(axis=1)
     return out
@@ -235,7 +236,9 @@ def baseline_matrix(
                 rows = count == c
                 r = ratio[rows][days_w[rows]].reshape(-1, c)
                 factor[rows] = np.median(r, axis=1)
-            own = count >= p.weekly_min_days
+            # Only the target weekday gets its own profile computed: the others serve the noise fit below, where
+            # the shared profile scaled does as well (and a profile is most of a day's cost).
+            own = (count >= p.weekly_min_days) & (w == target)
             prof_w = profile * factor[:, None]
             if own.any():
                 prof_w[own] = _profile(hist[own], days_w[own], p.trim)
@@ -310,12 +313,12 @@ def tail_z(actual: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     var = np.maximum(var, mean * 1.0001)
     r = mean**2 / (var - mean)
     prob = r / (r + mean)
-    up = stats.nbinom.sf(np.ceil(actual) - 1, r, prob)  # P(S >= actual)
-    down = stats.nbinom.cdf(np.floor(actual), r, prob)  # P(S <= actual)
-    tiny = 1e-300
-    z_up = stats.norm.isf(np.clip(up, tiny, 0.5))
-    z_down = -stats.norm.isf(np.clip(down, tiny, 0.5))
-    return np.where(actual >= mean, z_up, z_down)
+    hi = actual >= mean
+    tail = np.empty(np.shape(actual))  # each count's tail its own way: half the work of both tails everywhere
+    tail[hi] = stats.nbinom.sf(np.ceil(actual[hi]) - 1, r[hi], prob[hi])  # P(S >= actual)
+    tail[~hi] = stats.nbinom.cdf(np.floor(actual[~hi]), r[~hi], prob[~hi])  # P(S <= actual)
+    z = stats.norm.isf(np.clip(tail, 1e-300, 0.5))
+    return np.where(hi, z, -z)
 
 
 def scan(
@@ -434,26 +437,30 @@ def scores(
     from scipy import stats  # see tail_z
 
     st = scan(y, b, kappa, phi, p, need)
-    scale = tails.reshape(*tails.shape[:2], len(p.windows), 2, 2)
-    best_x = np.full(y.shape, np.nan)
-    best_z = np.full(y.shape, np.nan)
-    best_w = np.zeros(y.shape, dtype=np.int32)
+    cols = np.arange(y.shape[-1]) if need is None else np.flatnonzero(need)  # the ticks scored (NaN elsewhere)
+    scale = tails[:, cols].reshape(len(y), len(cols), len(p.windows), 2, 2)
+    best_x = np.full((len(y), len(cols)), np.nan)
+    best_z = np.full(best_x.shape, np.nan)
+    best_w = np.zeros(best_x.shape, dtype=np.int32)
     for i, w in enumerate(p.windows):
+        zw = st["z"][w][:, cols]
         for d, sign in enumerate((1.0, -1.0)):
-            x = calibrated(sign * st["z"][w], scale[:, :, i, d, 0], scale[:, :, i, d, 1])
+            x = calibrated(sign * zw, scale[:, :, i, d, 0], scale[:, :, i, d, 1])
             if w > 1:
-                x = np.where(st["recent"][w] == sign, x, np.nan)
+                x = np.where(st["recent"][w][:, cols] == sign, x, np.nan)
             # ties go to the shorter window and to spikes: the order of the loops
             better = ~np.isnan(x) & (np.isnan(best_x) | (x > best_x))
             best_x = np.where(better, x, best_x)
-            best_z = np.where(better, st["z"][w], best_z)
+            best_z = np.where(better, zw, best_z)
             best_w = np.where(better, w, best_w)
     prob = np.minimum(1.0, stats.norm.sf(best_x) * len(p.windows))
-    st.update(z=best_z, w=best_w, p=prob)
     with np.errstate(divide="ignore", invalid="ignore"):
-        st["score"] = np.where(
+        score = np.where(
             np.isnan(best_x), np.nan, np.clip(-np.log10(np.maximum(prob, 1e-300)) / SCORE_DECADES, 0.0, 1.0)
         )
+    for key, part, empty in (("z", best_z, np.nan), ("w", best_w, 0), ("p", prob, np.nan), ("score", score, np.nan)):
+        st[key] = np.full(y.shape, empty, dtype=part.dtype)
+        st[key][:, cols] = part
     return st
 
 
