@@ -152,3 +152,19 @@ def test_a_table_written_by_an_earlier_release_reads_its_new_columns_as_null_and
     )
     rows = spark.read.format("delta").load(lake.path(name)).orderBy("tick_ts").collect()
     assert [(r["rows_read"], r["is_degraded"]) for r in rows] == [(5, None), (6, False)]
+
+
+def test_catalog_registration_gives_a_table_from_an_earlier_release_its_new_columns(spark, tmp_path):
+    cfg = make_config(tmp_path)
+    lake = Lakehouse(spark, cfg)
+    name = "baseline_profile_log"  # as seasonal-median-v1 wrote it, before the calibration columns
+    added = {"dispersion", "calibration_sample", "scored_ticks", "calibration"}
+    old_schema = StructType([f for f in TABLES[name].schema.fields if f.name not in added])
+    part = ", ".join(TABLES[name].partition_by)
+    spark.sql(f"CREATE TABLE {lake.table_sql(name)} ({column_ddl(old_schema)}) USING DELTA PARTITIONED BY ({part})")
+    schema = "mrs_upgrade_test"  # the session catalog's mrs schema belongs to the pipeline tests
+    try:
+        register_catalog.register(spark, cfg, schema)  # its CREATE declares the new columns: they must be there
+        assert described(spark, f"{schema}.{name}") == comments(TABLES[name].schema)
+    finally:
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

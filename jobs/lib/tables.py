@@ -343,7 +343,7 @@ class Lakehouse:
         Plain SQL rather than the DeltaTable API: it runs the same in a classic session and through Spark
         Connect (which would need Delta's server plugin for the API)."""
         if self.exists(name):
-            self._add_new_columns(name)
+            self.add_new_columns(name)
             return
         t = TABLES[name]
         part = f" PARTITIONED BY ({', '.join(t.partition_by)})" if t.partition_by else ""
@@ -351,9 +351,10 @@ class Lakehouse:
         self._existing.add(name)
         self._lacks[name] = []
 
-    def _add_new_columns(self, name: str) -> None:
+    def add_new_columns(self, name: str) -> None:
         """Give a table written by an earlier release the columns added since (nullable: its old rows read them as
-        NULL). Only writers call this, under the writer lock."""
+        NULL; so a column a release adds is declared nullable, or the catalog's CREATE would not match it). Writers
+        only (a metadata commit): every write, and catalog registration."""
         new = self._lacks.get(name)
         if new:
             cols = column_ddl(StructType([StructField(f.name, f.dataType, True, f.metadata) for f in new]))

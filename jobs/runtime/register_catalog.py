@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
 
@@ -47,14 +46,15 @@ def comment_changes(current: StructType, wanted: StructType) -> dict[str, str]:
 
 
 def update_comments(spark: SparkSession, cfg: Config) -> dict[str, int]:
-    """Bring the column comments of every existing table up to its schema's; how many changed, per table."""
+    """Bring the columns of every existing table, and their comments, up to its schema's; how many comments changed,
+    per table."""
     lake = Lakehouse(spark, cfg)
     changed = {}
     for t in TABLES.values():
-        try:
-            current = spark.read.format("delta").load(lake.path(t.name)).schema
-        except AnalysisException:
+        if not lake.exists(t.name):
             continue  # not written yet: registration creates it with its comments
+        lake.add_new_columns(t.name)  # a CREATE declaring columns the table lacks would fail too
+        current = spark.read.format("delta").load(lake.path(t.name)).schema
         todo = comment_changes(current, t.schema)
         if todo:
             cols = ", ".join(f"`{c}` COMMENT {sql_string(v)}" for c, v in todo.items())
